@@ -1,0 +1,276 @@
+//! The client registry: validation (rules in `oidc::registration`), generated secrets
+//! stored as SHA-256 hashes, constant-time comparison.
+//!
+//! Client secrets are 256-bit random strings, not human passwords, so a fast hash is
+//! enough: nobody can brute-force 2^256 (DESIGN.md; argon2 is for human passwords).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{AuthMethod, ClientConfig, ConfigError, MIN_SECRET_BYTES};
+use crate::oidc::registration::{ClientMetadata, RuleError, check_client};
+use crate::storage::{ClientRecord, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Invalid(#[from] RuleError),
+    #[error("a client with id {0:?} already exists")]
+    Exists(String),
+    #[error("no client with id {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// 32 random bytes, base64url: 43 URL-safe characters.
+pub fn generate_secret() -> SecretString {
+    let bytes: [u8; 32] = rand::random();
+    SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub fn hash_secret(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// Compares in constant time (over the hashes, so the length of the presented secret
+/// does not leak either).
+pub fn secret_matches(presented: &str, stored_hash: &[u8]) -> bool {
+    hash_secret(presented).ct_eq(stored_hash).into()
+}
+
+/// What an operator asks for when registering a client by CLI (or, later, the API).
+#[derive(Debug, Clone, Default)]
+pub struct ClientSpec {
+    pub id: String,
+    pub name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub public: bool,
+    pub first_party: bool,
+    pub introspect_any: bool,
+    pub scopes: Vec<String>,
+}
+
+/// Turns a validated `[[clients]]` entry into a record. Errors name the config key.
+pub fn record_from_config(i: usize, c: &ClientConfig) -> Result<ClientRecord, ConfigError> {
+    let key = |field: &str| format!("clients[{i}].{field}");
+    let secret = match (&c.secret, &c.secret_env) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                key("secret_env"),
+                "set together with secret",
+                "either secret or secret_env, not both",
+            ));
+        }
+        (None, Some(var)) => match c.resolved_secret() {
+            Some(s) => Some((key("secret_env"), s, format!("{var:?} (value redacted)"))),
+            None => {
+                return Err(ConfigError::new(
+                    key("secret_env"),
+                    format!("{var:?} is not set"),
+                    "the name of an environment variable that holds the secret",
+                ));
+            }
+        },
+        (Some(s), None) => Some((key("secret"), s.clone(), "<redacted>".to_string())),
+        (None, None) => None,
+    };
+    let method = c.token_endpoint_auth_method.unwrap_or(if secret.is_some() {
+        AuthMethod::ClientSecretBasic
+    } else {
+        AuthMethod::None
+    });
+    let secret_hash = match (method, secret) {
+        (AuthMethod::None, Some((k, _, shown))) => {
+            return Err(ConfigError::new(
+                k,
+                shown,
+                "no secret for a public client (token_endpoint_auth_method = \"none\")",
+            ));
+        }
+        (AuthMethod::None, None) => None,
+        (_, None) => {
+            return Err(ConfigError::new(
+                key("secret"),
+                "(missing)",
+                format!(
+                    "a secret of at least {MIN_SECRET_BYTES} bytes, or token_endpoint_auth_method = \"none\" for a public client"
+                ),
+            ));
+        }
+        (_, Some((k, s, shown))) => {
+            let len = s.expose_secret().len();
+            if len < MIN_SECRET_BYTES {
+                return Err(ConfigError::new(
+                    k,
+                    format!("{shown} of {len} bytes"),
+                    format!("at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 32`)"),
+                ));
+            }
+            Some(hash_secret(s.expose_secret()))
+        }
+    };
+    let grants = check_client(&ClientMetadata {
+        id: &c.id,
+        name: c.name.as_deref(),
+        redirect_uris: &c.redirect_uris,
+        post_logout_redirect_uris: &c.post_logout_redirect_uris,
+        grant_types: &c.grant_types,
+        auth_method: method,
+        first_party: c.first_party,
+        scopes: &c.scopes,
+    })
+    .map_err(|e| ConfigError::new(key(&e.field), e.value, e.allowed))?;
+    Ok(ClientRecord {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        secret_hash,
+        token_endpoint_auth_method: method.as_str().to_string(),
+        grant_types: grants.iter().map(|g| g.as_str().to_string()).collect(),
+        scopes: c.scopes.clone(),
+        first_party: c.first_party,
+        introspect_any: c.introspect_any,
+        redirect_uris: c.redirect_uris.clone(),
+        post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+        source: "config".into(),
+        created_at: 0,
+        updated_at: 0,
+    })
+}
+
+#[derive(Clone, Debug)]
+pub struct Clients {
+    store: Store,
+}
+
+impl Clients {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Validates, generates a secret for a confidential client, stores only its hash.
+    /// Returns the record and the secret in clear, to be shown once.
+    pub async fn add(
+        &self,
+        spec: ClientSpec,
+    ) -> Result<(ClientRecord, Option<SecretString>), ClientError> {
+        let method = if spec.public {
+            AuthMethod::None
+        } else {
+            AuthMethod::ClientSecretBasic
+        };
+        let grant_types = if spec.grant_types.is_empty() {
+            default_grants(&spec)
+        } else {
+            spec.grant_types.clone()
+        };
+        let grants = check_client(&ClientMetadata {
+            id: &spec.id,
+            name: spec.name.as_deref(),
+            redirect_uris: &spec.redirect_uris,
+            post_logout_redirect_uris: &spec.post_logout_redirect_uris,
+            grant_types: &grant_types,
+            auth_method: method,
+            first_party: spec.first_party,
+            scopes: &spec.scopes,
+        })?;
+        let secret = (!spec.public).then(generate_secret);
+        let record = ClientRecord {
+            id: spec.id.clone(),
+            name: spec.name,
+            secret_hash: secret.as_ref().map(|s| hash_secret(s.expose_secret())),
+            token_endpoint_auth_method: method.as_str().to_string(),
+            grant_types: grants.iter().map(|g| g.as_str().to_string()).collect(),
+            scopes: spec.scopes,
+            first_party: spec.first_party,
+            introspect_any: spec.introspect_any,
+            redirect_uris: spec.redirect_uris,
+            post_logout_redirect_uris: spec.post_logout_redirect_uris,
+            source: "cli".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        match self.store.insert_client(&record).await {
+            Err(StoreError::Conflict(_)) => return Err(ClientError::Exists(record.id)),
+            other => other?,
+        }
+        let stored = self
+            .store
+            .get_client(&record.id)
+            .await?
+            .ok_or_else(|| ClientError::NotFound(record.id.clone()))?;
+        Ok((stored, secret))
+    }
+
+    pub async fn list(&self) -> Result<Vec<ClientRecord>, ClientError> {
+        Ok(self.store.list_clients().await?)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<ClientRecord, ClientError> {
+        self.store
+            .get_client(id)
+            .await?
+            .ok_or_else(|| ClientError::NotFound(id.to_string()))
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), ClientError> {
+        match self.store.remove_client(id).await {
+            Err(StoreError::NotFound) => Err(ClientError::NotFound(id.to_string())),
+            other => Ok(other?),
+        }
+    }
+
+    /// Upserts every `[[clients]]` entry in one transaction.
+    pub async fn sync_config(&self, clients: &[ClientConfig]) -> Result<(), ClientError> {
+        let mut records = Vec::with_capacity(clients.len());
+        for (i, c) in clients.iter().enumerate() {
+            // Already checked by Config::validate; a failure here would be a bug, and is
+            // reported rather than skipped.
+            let record = record_from_config(i, c).map_err(|e| {
+                ClientError::Invalid(RuleError {
+                    field: e.key,
+                    value: e.value,
+                    allowed: e.allowed,
+                })
+            })?;
+            records.push(record);
+        }
+        Ok(self.store.upsert_clients(&records).await?)
+    }
+}
+
+/// Without `--grant-type`: the code flow with refresh when redirect URIs are given,
+/// otherwise client credentials (a service client).
+fn default_grants(spec: &ClientSpec) -> Vec<String> {
+    if spec.redirect_uris.is_empty() && !spec.public {
+        vec!["client_credentials".into()]
+    } else {
+        vec!["authorization_code".into(), "refresh_token".into()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_long_url_safe_and_compared_by_hash() {
+        let s = generate_secret();
+        let s = s.expose_secret();
+        assert_eq!(s.len(), 43);
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert_ne!(s, generate_secret().expose_secret());
+        let hash = hash_secret(s);
+        assert!(secret_matches(s, &hash));
+        assert!(!secret_matches("wrong", &hash));
+        assert!(!secret_matches("", &hash));
+    }
+}

@@ -1,0 +1,274 @@
+//! Signing keys: RSA-2048 private keys as PKCS#8 PEM files in `keys.dir` (mode 0600),
+//! their life cycle (created, activated, retired) in the `signing_keys` table. The newest
+//! activated key that is not retired signs; every key that is not retired is published.
+//!
+//! Files are only ever created (`create_new`), never rewritten, so a corrupt or
+//! unexpected file stops start-up instead of being replaced.
+
+mod files;
+mod jwk;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use josekit::jws::alg::rsassa::RsassaJwsSigner;
+
+pub use jwk::rfc7638_thumbprint;
+
+use crate::storage::{KeyRecord, Store, StoreError};
+
+pub const ALG: &str = "RS256";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "key file {path} is corrupt or not an RSA private key ({reason}); fix or remove it, it is never overwritten"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write key file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "key {kid} is registered in the database but {path} is missing; restore the file or retire the key"
+    )]
+    Missing { kid: String, path: PathBuf },
+    #[error("cannot generate an RSA key: {0}")]
+    Generate(String),
+    #[error("no key with kid {0}")]
+    UnknownKid(String),
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One loaded private key.
+pub struct SigningKey {
+    pub kid: String,
+    signer: RsassaJwsSigner,
+    /// The public JWK (kty, n, e, kid, use, alg).
+    public_jwk: serde_json::Value,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    pub fn signer(&self) -> &RsassaJwsSigner {
+        &self.signer
+    }
+
+    pub fn public_jwk(&self) -> &serde_json::Value {
+        &self.public_jwk
+    }
+}
+
+/// What is published and what signs, as one immutable snapshot.
+#[derive(Debug)]
+pub struct KeySet {
+    pub active: Arc<SigningKey>,
+    /// Every published key, the active one first.
+    pub published: Vec<Arc<SigningKey>>,
+    /// The JWKS document, serialised once per change.
+    pub jwks: bytes::Bytes,
+    /// The records this set was built from, to notice changes cheaply.
+    records: Vec<KeyRecord>,
+}
+
+/// Shared, hot-swappable key set.
+#[derive(Clone)]
+pub struct KeyRing {
+    dir: PathBuf,
+    store: Store,
+    current: Arc<ArcSwap<KeySet>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").field("dir", &self.dir).finish()
+    }
+}
+
+/// The status of a key as `keys list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Published,
+    Retired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Published => "published",
+            Self::Retired => "retired",
+        }
+    }
+}
+
+/// Records with their status, newest activation first.
+pub fn statuses(records: &[KeyRecord]) -> Vec<(KeyRecord, KeyStatus)> {
+    let mut active_seen = false;
+    records
+        .iter()
+        .map(|r| {
+            let status = if r.retired_at.is_some() {
+                KeyStatus::Retired
+            } else if !active_seen {
+                active_seen = true;
+                KeyStatus::Active
+            } else {
+                KeyStatus::Published
+            };
+            (r.clone(), status)
+        })
+        .collect()
+}
+
+impl KeyRing {
+    /// Start-up: registers key files the database does not know yet, generates a key
+    /// when none can sign, and loads every published key.
+    pub async fn load(store: Store, dir: &Path) -> Result<Self, KeyError> {
+        files::ensure_dir(dir)?;
+        let on_disk = files::scan(dir)?;
+        let known = store.list_keys().await?;
+        let now = crate::storage::unix_now();
+        for key in &on_disk {
+            if !known.iter().any(|r| r.kid == key.kid) {
+                store
+                    .insert_key(&KeyRecord {
+                        kid: key.kid.clone(),
+                        alg: ALG.into(),
+                        created_at: key.created_at.unwrap_or(now),
+                        activated_at: key.created_at.unwrap_or(now),
+                        retired_at: None,
+                    })
+                    .await?;
+            }
+        }
+        let mut records = store.list_keys().await?;
+        if records.iter().all(|r| r.retired_at.is_some()) {
+            generate_and_register(&store, dir, &records).await?;
+            records = store.list_keys().await?;
+        }
+        let set = build_set(dir, records, on_disk)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            store,
+            current: Arc::new(ArcSwap::from_pointee(set)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<KeySet> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the key table; rebuilds the set when a key was rotated in or retired
+    /// (by the CLI or another instance). Returns whether anything changed.
+    pub async fn reload(&self) -> Result<bool, KeyError> {
+        let records = self.store.list_keys().await?;
+        if records == self.current.load().records {
+            return Ok(false);
+        }
+        if records.iter().all(|r| r.retired_at.is_some()) {
+            // Keep signing with what we have rather than publish an empty set.
+            return Err(KeyError::Refused(
+                "every key is retired; keeping the current set",
+            ));
+        }
+        let on_disk = files::scan(&self.dir)?;
+        let set = build_set(&self.dir, records, on_disk)?;
+        tracing::info!(active = %set.active.kid, published = set.published.len(), "signing keys reloaded");
+        self.current.store(Arc::new(set));
+        Ok(true)
+    }
+
+    /// Generates a new key that signs from now on; older keys stay published.
+    pub async fn rotate(store: &Store, dir: &Path) -> Result<String, KeyError> {
+        files::ensure_dir(dir)?;
+        let records = store.list_keys().await?;
+        generate_and_register(store, dir, &records).await
+    }
+
+    /// Removes a key from the JWKS. The active key is refused. The file is renamed to
+    /// `<kid>.pem.retired`, kept for the operator but never loaded again.
+    pub async fn retire(store: &Store, dir: &Path, kid: &str) -> Result<(), KeyError> {
+        match store.retire_key(kid, crate::storage::unix_now()).await {
+            Err(StoreError::NotFound) => return Err(KeyError::UnknownKid(kid.to_string())),
+            Err(StoreError::Refused(why)) => return Err(KeyError::Refused(why)),
+            other => other?,
+        }
+        files::set_aside(dir, kid)
+    }
+}
+
+async fn generate_and_register(
+    store: &Store,
+    dir: &Path,
+    records: &[KeyRecord],
+) -> Result<String, KeyError> {
+    let key = tokio::task::spawn_blocking({
+        let dir = dir.to_path_buf();
+        move || files::generate(&dir)
+    })
+    .await
+    .map_err(|e| KeyError::Generate(e.to_string()))??;
+    let now = crate::storage::unix_now();
+    // Strictly newer than every existing activation, so the new key wins the ordering
+    // even when two rotations happen within one second.
+    let latest = records.iter().map(|r| r.activated_at).max().unwrap_or(0);
+    store
+        .insert_key(&KeyRecord {
+            kid: key.kid.clone(),
+            alg: ALG.into(),
+            created_at: now,
+            activated_at: now.max(latest + 1),
+            retired_at: None,
+        })
+        .await?;
+    Ok(key.kid)
+}
+
+fn build_set(
+    dir: &Path,
+    records: Vec<KeyRecord>,
+    on_disk: Vec<files::LoadedKey>,
+) -> Result<KeySet, KeyError> {
+    let mut published = Vec::new();
+    for (record, status) in statuses(&records) {
+        if status == KeyStatus::Retired {
+            continue;
+        }
+        let Some(loaded) = on_disk.iter().find(|k| k.kid == record.kid) else {
+            return Err(KeyError::Missing {
+                path: files::path_of(dir, &record.kid),
+                kid: record.kid,
+            });
+        };
+        published.push(Arc::new(loaded.to_signing_key()?));
+    }
+    let Some(active) = published.first().cloned() else {
+        return Err(KeyError::Refused("no key can sign"));
+    };
+    let jwks = jwk::jwks_document(published.iter().map(|k| k.public_jwk()));
+    Ok(KeySet {
+        active,
+        published,
+        jwks,
+        records,
+    })
+}

@@ -1,0 +1,17 @@
+//! oxidp: a self-hosted OpenID Connect provider.
+//!
+//! Layering (see docs/architecture.md): `cli → startup → http → accounts | clients |
+//! keys → storage`; everyone may call the pure `oidc` rules; `config` and `telemetry`
+//! are leaves.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod accounts;
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod oidc;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,70 @@
+//! The provider metadata document (OpenID Connect Discovery 1.0 §3, RFC 8414 §2).
+//! It lists only what oxidp implements; later features add their fields here.
+
+use serde::Serialize;
+
+/// Endpoint paths, relative to the issuer.
+pub const JWKS_PATH: &str = "/jwks.json";
+pub const AUTHORIZATION_PATH: &str = "/authorize";
+pub const TOKEN_PATH: &str = "/token";
+
+#[derive(Debug, Serialize)]
+pub struct ProviderMetadata {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub response_types_supported: Vec<&'static str>,
+    pub response_modes_supported: Vec<&'static str>,
+    pub grant_types_supported: Vec<&'static str>,
+    pub subject_types_supported: Vec<&'static str>,
+    pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub scopes_supported: Vec<&'static str>,
+    pub code_challenge_methods_supported: Vec<&'static str>,
+    pub authorization_response_iss_parameter_supported: bool,
+}
+
+/// Builds the document for `issuer`, which must already be validated (no trailing slash).
+pub fn provider_metadata(issuer: &str) -> ProviderMetadata {
+    let url = |path: &str| format!("{issuer}{path}");
+    ProviderMetadata {
+        issuer: issuer.to_string(),
+        authorization_endpoint: url(AUTHORIZATION_PATH),
+        token_endpoint: url(TOKEN_PATH),
+        jwks_uri: url(JWKS_PATH),
+        response_types_supported: vec!["code"],
+        response_modes_supported: vec!["query"],
+        grant_types_supported: vec!["authorization_code"],
+        // OIDC Core §8: public subject identifiers (one stable `sub` per user).
+        subject_types_supported: vec!["public"],
+        id_token_signing_alg_values_supported: vec!["RS256"],
+        token_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        scopes_supported: vec!["openid"],
+        // RFC 7636 §4.2: only S256; `plain` is not offered.
+        code_challenge_methods_supported: vec!["S256"],
+        // RFC 9207 §3.
+        authorization_response_iss_parameter_supported: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_under_the_exact_issuer() {
+        let m = provider_metadata("https://id.example.com/tenant");
+        assert_eq!(m.issuer, "https://id.example.com/tenant");
+        assert_eq!(m.jwks_uri, "https://id.example.com/tenant/jwks.json");
+        assert_eq!(
+            m.authorization_endpoint,
+            "https://id.example.com/tenant/authorize"
+        );
+        assert!(!m.code_challenge_methods_supported.contains(&"plain"));
+    }
+}

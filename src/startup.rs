@@ -1,0 +1,190 @@
+//! `Application::build` prepares everything (database, keys, seeds, socket) and fails
+//! with one clear line; `run_until_stopped` serves until SIGINT/SIGTERM and lets
+//! in-flight requests finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::accounts::{AccountError, Accounts, PasswordHasher};
+use crate::clients::{ClientError, Clients};
+use crate::config::{Config, redact_url};
+use crate::http::{AppState, app, metrics::Metrics};
+use crate::keys::{KeyError, KeyRing};
+use crate::oidc::discovery::provider_metadata;
+use crate::storage::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database {url}: {source}")]
+    Database { url: String, source: StoreError },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("cannot seed [[clients]]: {0}")]
+    Clients(#[from] ClientError),
+    #[error("cannot seed [[users]]: {0}")]
+    Users(#[from] AccountError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Opens and migrates the database named by the config.
+pub async fn open_store(config: &Config) -> Result<Store, StartupError> {
+    use secrecy::ExposeSecret;
+    let store = Store::connect(&config.database.url, config.database.max_connections)
+        .await
+        .map_err(|source| StartupError::Database {
+            url: redact_url(config.database.url.expose_secret()),
+            source,
+        })?;
+    store.migrate().await.map_err(StartupError::Migrate)?;
+    Ok(store)
+}
+
+/// The password hasher sized to the machine.
+pub fn password_hasher() -> Result<PasswordHasher, StartupError> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    PasswordHasher::new(cores).map_err(|e| StartupError::Other(e.to_string()))
+}
+
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let store = open_store(&config).await?;
+        let keys = KeyRing::load(store.clone(), &config.keys.dir).await?;
+        Clients::new(store.clone())
+            .sync_config(&config.clients)
+            .await?;
+        if !config.users.is_empty() {
+            Accounts::new(store.clone(), password_hasher()?)
+                .seed(&config.users)
+                .await?;
+        }
+        let discovery = serde_json::to_vec(&provider_metadata(&config.server.issuer))
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+        let listener = TcpListener::bind(&config.server.bind)
+            .await
+            .map_err(|source| StartupError::Bind {
+                bind: config.server.bind.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                bind: config.server.bind.clone(),
+                source,
+            })?
+            .port();
+        let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            keys,
+            discovery: discovery.into(),
+            metrics: Metrics::new(),
+        };
+        Ok(Self {
+            listener,
+            port,
+            state,
+            shutdown_timeout,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then stops accepting, lets in-flight requests
+    /// finish, and gives up on them after `server.shutdown_timeout_seconds`.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let reloader = tokio::spawn(reload_keys(
+            self.state.keys.clone(),
+            Duration::from_secs(self.state.config.keys.reload_seconds),
+        ));
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let notify = stopping.clone();
+        let router = app(self.state.clone());
+        let server = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            notify.notify_one();
+        });
+        let mut server = tokio::spawn(async move { server.await });
+        let timeout = self.shutdown_timeout;
+        let result = tokio::select! {
+            joined = &mut server => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = async { stopping.notified().await; tokio::time::sleep(timeout).await } => {
+                tracing::warn!(seconds = timeout.as_secs(), "shutdown timeout reached; dropping remaining requests");
+                server.abort();
+                Ok(())
+            }
+        };
+        reloader.abort();
+        self.state.store.close().await;
+        result
+    }
+}
+
+/// Picks up keys rotated or retired by the CLI or another instance.
+async fn reload_keys(keys: KeyRing, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = keys.reload().await {
+            tracing::warn!(error = %e, "signing keys not reloaded");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,80 @@
+//! Migrations are compiled into the binary: one file per step for each dialect, with the
+//! same version numbers. A unit test checks that this list matches the directories.
+
+use std::borrow::Cow;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+type Step = (i64, &'static str, &'static str);
+
+const SQLITE: &[Step] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)];
+
+const POSTGRES: &[Step] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+
+fn migrator(steps: &'static [Step]) -> Migrator {
+    Migrator::with_migrations(
+        steps
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+pub(super) fn sqlite() -> Migrator {
+    migrator(SQLITE)
+}
+
+pub(super) fn postgres() -> Migrator {
+    migrator(POSTGRES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &str) -> Vec<(i64, String)> {
+        let mut out: Vec<(i64, String)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .map(|n| {
+                let (v, rest) = n.split_once('_').unwrap();
+                (
+                    v.parse().unwrap(),
+                    rest.trim_end_matches(".sql").to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_migration_file_is_compiled_in_and_both_dialects_have_the_same_steps() {
+        let listed = |steps: &[Step]| -> Vec<(i64, String)> {
+            steps.iter().map(|s| (s.0, s.1.to_string())).collect()
+        };
+        let sqlite = files(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"));
+        let postgres = files(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"));
+        assert_eq!(sqlite, listed(SQLITE));
+        assert_eq!(postgres, listed(POSTGRES));
+        assert_eq!(sqlite, postgres);
+    }
+}

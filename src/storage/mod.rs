@@ -1,0 +1,142 @@
+//! The only module that talks SQL. `Store` is a cheap `Clone` handle over either a SQLite
+//! or a PostgreSQL pool; each public method is one statement or one transaction.
+//!
+//! Both dialects share the SQL text wherever they agree (numbered `$1` placeholders,
+//! `ON CONFLICT`, `RETURNING` work on both); `dispatch!` compiles one body against each
+//! pool type, so the code is written once and type-checked twice, without `sqlx::Any`.
+
+mod clients;
+mod keys;
+mod migrations;
+mod sqlite;
+mod users;
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::SqlitePool;
+
+pub use clients::{ClientRecord, RedirectKind};
+pub use keys::KeyRecord;
+pub use users::{NewUser, SeedUserRecord, UserRecord};
+
+use crate::config::DatabaseKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; the string names what is taken.
+    #[error("{0} is already taken")]
+    Conflict(&'static str),
+    #[error("not found")]
+    NotFound,
+    /// A rule checked inside a transaction (e.g. retiring the active key).
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot prepare the database file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either dialect.
+macro_rules! dispatch {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::storage::Pool::Sqlite($pool) => $body,
+            $crate::storage::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("kind", &self.kind()).finish()
+    }
+}
+
+impl Store {
+    /// Opens the pool. SQLite files (and their directory) are created as needed.
+    pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
+        let url = url.expose_secret();
+        let acquire = Duration::from_secs(5);
+        let pool = match DatabaseKind::of(url) {
+            Some(DatabaseKind::Postgres) => {
+                let options: PgConnectOptions = url.parse()?;
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(max_connections)
+                        .acquire_timeout(acquire)
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+            _ => Pool::Sqlite(sqlite::connect(url, max_connections, acquire).await?),
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn kind(&self) -> DatabaseKind {
+        match self.pool {
+            Pool::Sqlite(_) => DatabaseKind::Sqlite,
+            Pool::Postgres(_) => DatabaseKind::Postgres,
+        }
+    }
+
+    /// Applies every pending migration of this dialect.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.pool {
+            Pool::Sqlite(pool) => migrations::sqlite().run(pool).await?,
+            Pool::Postgres(pool) => migrations::postgres().run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Readiness: reads a real table, so a missing or unreadable database fails (a bare
+    /// `SELECT 1` would succeed on SQLite without touching the file).
+    pub async fn ping(&self) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query("SELECT COUNT(*) FROM signing_keys").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self, pool => pool.close().await)
+    }
+}
+
+/// Maps a unique-constraint violation to `Conflict(what)`, other errors unchanged.
+fn on_unique(e: sqlx::Error, what: impl Fn(&str) -> &'static str) -> StoreError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        let detail = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+        return StoreError::Conflict(what(&detail));
+    }
+    StoreError::Database(e)
+}
+
+/// Seconds since the Unix epoch; the storage layer's only notion of time.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
