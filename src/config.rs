@@ -18,6 +18,17 @@ use url::{Host, Url};
 pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
 /// Shortest accepted client secret, in bytes (DESIGN.md: secrets are at least 32 bytes).
 pub const MIN_SECRET_BYTES: usize = 32;
+/// Top-level tables, for recognising `OXIDP_<SECTION>__<KEY>` typos.
+const SECTIONS: [&str; 8] = [
+    "server",
+    "database",
+    "keys",
+    "email",
+    "accounts",
+    "tokens",
+    "ratelimit",
+    "log",
+];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -365,11 +376,24 @@ impl Config {
                 continue;
             }
             if !rest.contains("__") {
-                return Err(ConfigError::new(
-                    name,
-                    "is not a setting",
-                    "OXIDP_<SECTION>__<KEY>, e.g. OXIDP_DATABASE__URL",
-                ));
+                // Not a setting (e.g. a variable named by `password_env`), unless it looks
+                // like one with a single underscore: that typo would otherwise be ignored.
+                let lower = rest.to_ascii_lowercase();
+                if let Some(section) = SECTIONS
+                    .iter()
+                    .find(|s| lower.starts_with(&format!("{s}_")))
+                {
+                    return Err(ConfigError::new(
+                        name.clone(),
+                        "is not a setting",
+                        format!(
+                            "OXIDP_<SECTION>__<KEY> with two underscores, e.g. OXIDP_{}__{}",
+                            section.to_ascii_uppercase(),
+                            &rest[section.len() + 1..]
+                        ),
+                    ));
+                }
+                continue;
             }
             let key = rest.to_ascii_lowercase().replace("__", ".");
             // Values are read as TOML-like scalars ("true", "30"), as figment's Env does.

@@ -66,18 +66,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let store = open_store(&config).await?;
-        let keys = KeyRing::load(store.clone(), &config.keys.dir).await?;
-        Clients::new(store.clone())
-            .sync_config(&config.clients)
-            .await?;
-        if !config.users.is_empty() {
-            Accounts::new(store.clone(), password_hasher()?)
-                .seed(&config.users)
-                .await?;
-        }
-        let discovery = serde_json::to_vec(&provider_metadata(&config.server.issuer))
-            .map_err(|e| StartupError::Other(e.to_string()))?;
+        // Bind first: a taken port should fail before anything is created on disk.
         let listener = TcpListener::bind(&config.server.bind)
             .await
             .map_err(|source| StartupError::Bind {
@@ -91,6 +80,18 @@ impl Application {
                 source,
             })?
             .port();
+        let store = open_store(&config).await?;
+        let keys = KeyRing::load(store.clone(), &config.keys.dir).await?;
+        Clients::new(store.clone())
+            .sync_config(&config.clients)
+            .await?;
+        if !config.users.is_empty() {
+            Accounts::new(store.clone(), password_hasher()?)
+                .seed(&config.users)
+                .await?;
+        }
+        let discovery = serde_json::to_vec(&provider_metadata(&config.server.issuer))
+            .map_err(|e| StartupError::Other(e.to_string()))?;
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
         let state = AppState {
             config: Arc::new(config),

@@ -161,9 +161,11 @@ impl KeyRing {
             }
         }
         let mut records = store.list_keys().await?;
+        let mut on_disk = on_disk;
         if records.iter().all(|r| r.retired_at.is_some()) {
             generate_and_register(&store, dir, &records).await?;
             records = store.list_keys().await?;
+            on_disk = files::scan(dir)?;
         }
         let set = build_set(dir, records, on_disk)?;
         Ok(Self {

@@ -46,6 +46,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    sqlite_file: Option<sqlite::FileIdentity>,
 }
 
 #[derive(Clone)]
@@ -76,20 +77,27 @@ impl Store {
     pub async fn connect(url: &SecretString, max_connections: u32) -> Result<Self> {
         let url = url.expose_secret();
         let acquire = Duration::from_secs(5);
-        let pool = match DatabaseKind::of(url) {
+        match DatabaseKind::of(url) {
             Some(DatabaseKind::Postgres) => {
                 let options: PgConnectOptions = url.parse()?;
-                Pool::Postgres(
-                    PgPoolOptions::new()
-                        .max_connections(max_connections)
-                        .acquire_timeout(acquire)
-                        .connect_with(options)
-                        .await?,
-                )
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(acquire)
+                    .connect_with(options)
+                    .await?;
+                Ok(Self {
+                    pool: Pool::Postgres(pool),
+                    sqlite_file: None,
+                })
             }
-            _ => Pool::Sqlite(sqlite::connect(url, max_connections, acquire).await?),
-        };
-        Ok(Self { pool })
+            _ => {
+                let (pool, file) = sqlite::connect(url, max_connections, acquire).await?;
+                Ok(Self {
+                    pool: Pool::Sqlite(pool),
+                    sqlite_file: file,
+                })
+            }
+        }
     }
 
     pub fn kind(&self) -> DatabaseKind {
@@ -111,6 +119,9 @@ impl Store {
     /// Readiness: reads a real table, so a missing or unreadable database fails (a bare
     /// `SELECT 1` would succeed on SQLite without touching the file).
     pub async fn ping(&self) -> Result<()> {
+        if let Some(file) = &self.sqlite_file {
+            file.check()?;
+        }
         dispatch!(self, pool => {
             sqlx::query("SELECT COUNT(*) FROM signing_keys").execute(pool).await?;
         });

@@ -1,0 +1,363 @@
+//! `spawn_app`: the real server on a free loopback port, with its own temporary
+//! directory (SQLite file, keys, outbox) or, when `TEST_DATABASE_URL` is set, its own
+//! freshly created PostgreSQL database, dropped again when the test ends.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use oxidp::config::Config;
+use oxidp::startup::Application;
+use oxidp::storage::Store;
+use secrecy::SecretString;
+use sqlx::Connection;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// One RSA key per test process: generating one costs ~100 ms, and most tests do not
+/// care which key signs. Tests about key generation opt out with `fresh_keys`.
+fn shared_key_pem() -> &'static [u8] {
+    static PEM: OnceLock<Vec<u8>> = OnceLock::new();
+    PEM.get_or_init(|| {
+        use josekit::jwk::KeyPair;
+        josekit::jws::RS256
+            .generate_key_pair(2048)
+            .expect("generate test key")
+            .to_pem_private_key()
+    })
+}
+
+/// Where a test's data lives: a SQLite file in the temp dir, or a PostgreSQL database
+/// created for this test alone.
+pub struct TestDb {
+    pub url: String,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn new(dir: &Path) -> Self {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(admin) if !admin.is_empty() => {
+                let name = format!("oxidp_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("connect to TEST_DATABASE_URL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                Self {
+                    url: url.to_string(),
+                    postgres: Some((admin, name)),
+                }
+            }
+            _ => Self {
+                url: format!("sqlite://{}", dir.join("oxidp.db").display()),
+                postgres: None,
+            },
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// Simulates an outage: the database disappears under the running server.
+    pub async fn destroy(&self, dir: &Path) {
+        match &self.postgres {
+            Some((admin, name)) => drop_database(admin, name).await,
+            None => {
+                // Replace the file (and its WAL) with garbage: every later read fails.
+                for suffix in ["", "-wal", "-shm"] {
+                    let path = dir.join(format!("oxidp.db{suffix}"));
+                    let _ = std::fs::remove_file(&path);
+                }
+                std::fs::write(dir.join("oxidp.db"), vec![0x42u8; 8192]).unwrap();
+            }
+        }
+    }
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.postgres.take() {
+            // Drop runs inside the test's runtime; a separate thread with its own runtime
+            // can block on the async driver without stalling that one.
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(drop_database(&admin, &name));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+/// Options for `spawn_app_with`.
+#[derive(Default)]
+pub struct Options {
+    /// Extra TOML appended to the generated config (sections must not repeat
+    /// `[server]`, `[database]`, `[keys]` or `[email]`; use `server_extra` etc.).
+    pub extra_toml: String,
+    /// Lines added inside `[keys]`.
+    pub keys_extra: String,
+    /// Start with an empty key directory, so the server generates its own key.
+    pub fresh_keys: bool,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub issuer: String,
+    pub http: reqwest::Client,
+    pub dir: TempDir,
+    pub db: TestDb,
+    /// The exact TOML the server was started with; CLI tests pass it as `--config`.
+    pub config_toml: String,
+    pub store: Store,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDb::new(dir.path()).await;
+    let keys = dir.path().join("keys");
+    if !options.fresh_keys {
+        std::fs::create_dir_all(&keys).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = keys.join("test.pem");
+        std::fs::write(&path, shared_key_pem()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    start(dir, db, options).await
+}
+
+/// Builds the config text for a test directory and database.
+fn config_text(dir: &Path, db_url: &str, port: u16, options: &Options) -> String {
+    format!(
+        r#"
+[server]
+bind = "127.0.0.1:{port}"
+issuer = "http://127.0.0.1:{port}"
+shutdown_timeout_seconds = 5
+
+[database]
+url = "{db_url}"
+max_connections = 5
+
+[keys]
+dir = "{keys}"
+{keys_extra}
+
+[email]
+outbox_dir = "{outbox}"
+
+{extra}
+"#,
+        keys = dir.join("keys").display(),
+        outbox = dir.join("outbox").display(),
+        keys_extra = options.keys_extra,
+        extra = options.extra_toml,
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn start(dir: TempDir, db: TestDb, options: Options) -> TestApp {
+    // The issuer must carry the real port (clients compare it with the URL they
+    // fetched), so the port is chosen before start; retry if another test took it.
+    for attempt in 0.. {
+        let port = free_port();
+        let text = config_text(dir.path(), &db.url, port, &options);
+        let config = Config::from_sources(&text, Vec::new()).expect("test config is valid");
+        match Application::build(config).await {
+            Ok(app) => {
+                let store = app.state().store.clone();
+                let (tx, rx) = oneshot::channel::<()>();
+                let server = tokio::spawn(app.run_until(async move {
+                    let _ = rx.await;
+                }));
+                let address = format!("http://127.0.0.1:{port}");
+                return TestApp {
+                    issuer: address.clone(),
+                    address,
+                    port,
+                    http: reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .cookie_store(true)
+                        .build()
+                        .unwrap(),
+                    dir,
+                    db,
+                    config_toml: text,
+                    store,
+                    stop: Some(tx),
+                    server: Some(server),
+                };
+            }
+            Err(oxidp::startup::StartupError::Bind { .. }) if attempt < 5 => continue,
+            Err(e) => panic!("server did not start: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("JSON body")
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, &self.config_toml).unwrap();
+        path
+    }
+
+    /// Stops the server gracefully and waits for it; the directory and database stay.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+
+    /// Stops this server and starts a new one on the same directory and database.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let TestApp { dir, db, .. } = self;
+        start(dir, db, Options::default()).await
+    }
+
+    /// Runs the real binary with this app's config: `oxidp --config … args…`.
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        self.cli_with_stdin(args, None).await
+    }
+
+    pub async fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> CliOutput {
+        let config = self.config_path();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let stdin = stdin.map(str::to_string);
+        tokio::task::spawn_blocking(move || run_binary(Some(&config), &args, stdin.as_deref(), &[]))
+            .await
+            .unwrap()
+    }
+
+    /// Everything the CLI can change, for "nothing changed" assertions.
+    pub async fn snapshot(&self) -> String {
+        let users = self.store.list_users().await.unwrap();
+        let clients = self.store.list_clients().await.unwrap();
+        let keys = self.store.list_keys().await.unwrap();
+        let mut files: Vec<String> = std::fs::read_dir(self.keys_dir())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        format!("{users:?}\n{clients:?}\n{keys:?}\n{files:?}")
+    }
+}
+
+pub struct CliOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+/// Runs the oxidp binary. `env` adds variables; OXIDP_* from the test's own
+/// environment are removed so only what the test says applies.
+pub fn run_binary(
+    config: Option<&Path>,
+    args: &[String],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> CliOutput {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxidp"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OXIDP_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run oxidp");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("oxidp output");
+    CliOutput {
+        status,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// A password for tests that satisfies the rules.
+pub fn password() -> SecretString {
+    SecretString::from("correct horse battery staple")
+}

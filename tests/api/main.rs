@@ -1,0 +1,8 @@
+//! Black-box API tests: one binary, one module per area. Each test starts the real
+//! server on a random port against a fresh database (SQLite, or PostgreSQL when
+//! TEST_DATABASE_URL is set).
+
+mod helpers;
+
+mod discovery;
+mod health;
