@@ -137,7 +137,11 @@ pub enum KeysCommand {
     /// Generate a new key that signs from now on; old keys stay published
     Rotate,
     /// Remove a key from the JWKS (refused for the active key)
-    Retire { kid: String },
+    Retire {
+        /// The key's kid (base64url: it may start with '-')
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 /// Entry point of the binary.

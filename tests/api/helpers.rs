@@ -110,7 +110,7 @@ impl Drop for TestDb {
 }
 
 /// Options for `spawn_app_with`.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Options {
     /// Extra TOML appended to the generated config (sections must not repeat
     /// `[server]`, `[database]`, `[keys]` or `[email]`; use `server_extra` etc.).
@@ -131,6 +131,7 @@ pub struct TestApp {
     /// The exact TOML the server was started with; CLI tests pass it as `--config`.
     pub config_toml: String,
     pub store: Store,
+    options: Options,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -218,6 +219,7 @@ async fn start(dir: TempDir, db: TestDb, options: Options) -> TestApp {
                     db,
                     config_toml: text,
                     store,
+                    options,
                     stop: Some(tx),
                     server: Some(server),
                 };
@@ -263,10 +265,25 @@ impl TestApp {
     }
 
     /// Stops this server and starts a new one on the same directory and database.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        let options = self.options.clone();
+        self.restart_with(options).await
+    }
+
+    /// Like `restart`, with other options (e.g. a changed `[[clients]]` list).
+    pub async fn restart_with(mut self, options: Options) -> TestApp {
         self.stop().await;
         let TestApp { dir, db, .. } = self;
-        start(dir, db, Options::default()).await
+        start(dir, db, options).await
+    }
+
+    /// Builds (but does not serve) an application on this directory and database with
+    /// `options`, returning the start-up error if there is one.
+    pub async fn try_build(&mut self, options: &Options) -> Result<(), oxidp::startup::StartupError> {
+        self.stop().await;
+        let text = config_text(self.dir.path(), &self.db.url, free_port(), options);
+        let config = Config::from_sources(&text, Vec::new()).expect("test config is valid");
+        Application::build(config).await.map(|_| ())
     }
 
     /// Runs the real binary with this app's config: `oxidp --config … args…`.

@@ -4,5 +4,8 @@
 
 mod helpers;
 
+mod cli;
 mod discovery;
 mod health;
+mod keys;
+mod lifecycle;

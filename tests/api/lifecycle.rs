@@ -1,0 +1,141 @@
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{Options, spawn_app_with};
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
+
+fn seeds(redirect: &str, name: &str) -> Options {
+    Options {
+        extra_toml: format!(
+            r#"
+[[clients]]
+id = "seeded"
+secret = "{SECRET}"
+redirect_uris = ["{redirect}"]
+post_logout_redirect_uris = ["https://app.example/bye"]
+
+[[clients]]
+id = "seeded-public"
+token_endpoint_auth_method = "none"
+redirect_uris = ["http://localhost:3000/cb"]
+
+[[users]]
+username = "alice"
+email = "Alice@Example.com"
+password = "correct horse battery staple"
+name = "{name}"
+roles = ["admin"]
+"#
+        ),
+        ..Options::default()
+    }
+}
+
+#[tokio::test]
+async fn config_clients_and_users_are_upserted_at_every_start() {
+    let app = spawn_app_with(seeds("https://app.example/cb", "Alice Example")).await;
+    let client = app.store.get_client("seeded").await.unwrap().unwrap();
+    assert_eq!(client.secret_hash.as_deref(), Some(&Sha256::digest(SECRET)[..]));
+    assert_eq!(client.token_endpoint_auth_method, "client_secret_basic");
+    assert_eq!(client.redirect_uris, vec!["https://app.example/cb"]);
+    assert_eq!(client.post_logout_redirect_uris, vec!["https://app.example/bye"]);
+    assert_eq!(client.grant_types, vec!["authorization_code", "refresh_token"]);
+    let public = app.store.get_client("seeded-public").await.unwrap().unwrap();
+    assert_eq!(public.token_endpoint_auth_method, "none");
+    assert!(public.secret_hash.is_none());
+
+    let alice = app.store.find_user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(alice.email, "alice@example.com");
+    assert!(alice.email_verified, "seeded users count as verified");
+    assert_eq!(alice.roles, vec!["admin", "user"]);
+    assert_eq!(alice.name.as_deref(), Some("Alice Example"));
+    let hash = alice.password_hash.clone().unwrap();
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+
+    // A changed config updates in place: same sub, same hash (the password still
+    // matches), new redirect URI and name, no duplicates.
+    let app = app
+        .restart_with(seeds("https://app.example/callback", "Alice E."))
+        .await;
+    let client = app.store.get_client("seeded").await.unwrap().unwrap();
+    assert_eq!(client.redirect_uris, vec!["https://app.example/callback"]);
+    let again = app.store.find_user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(again.id, alice.id);
+    assert_eq!(again.password_hash.as_deref(), Some(hash.as_str()));
+    assert_eq!(again.name.as_deref(), Some("Alice E."));
+    assert_eq!(app.store.list_users().await.unwrap().len(), 1);
+    assert_eq!(app.store.list_clients().await.unwrap().len(), 2);
+}
+
+/// The real binary: SIGTERM stops it cleanly (exit 0) and promptly.
+#[tokio::test]
+async fn the_binary_serves_and_stops_gracefully_on_sigterm() {
+    let app = spawn_app_with(Options::default()).await;
+    let mut app = app;
+    app.stop().await;
+    let config = app.config_path();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oxidp"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut up = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Ok(r) = reqwest::get(app.url("/healthz")).await
+            && r.status() == 200
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the binary did not come up");
+    let discovery = app.get_json("/.well-known/openid-configuration").await;
+    assert_eq!(discovery["issuer"], app.issuer.as_str());
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopping = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(stopping.elapsed() < Duration::from_secs(10), "did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(reqwest::get(app.url("/healthz")).await.is_err(), "still accepting after exit");
+}
+
+#[tokio::test]
+async fn a_taken_port_stops_start_up_before_touching_the_database() {
+    let mut app = spawn_app_with(Options::default()).await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    app.stop().await;
+    let config = app.config_toml.replace(
+        &format!("bind = \"127.0.0.1:{}\"", app.port),
+        &format!("bind = \"127.0.0.1:{port}\""),
+    );
+    let path = app.dir.path().join("busy.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        crate::helpers::run_binary(Some(&path), &["serve".to_string()], None, &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("127.0.0.1:{port}")), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
+    drop(busy);
+}
