@@ -150,7 +150,10 @@ pub fn run() -> ExitCode {
     let (path, must_exist) = config::resolve_path(cli.config.clone());
     let config = match Config::load(&path, must_exist) {
         Ok(c) => c,
-        Err(e) => {
+        Err(mut e) => {
+            if e.key == "--config" && cli.config.is_none() {
+                e.key = "OXIDP_CONFIG".into();
+            }
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
@@ -342,6 +345,7 @@ async fn user(command: UserCommand, config: &Config) -> anyhow::Result<()> {
             } else {
                 None
             };
+            let (username, email) = (a.username.clone(), a.email.clone());
             let user = accounts
                 .create(NewAccount {
                     username: a.username,
@@ -352,7 +356,23 @@ async fn user(command: UserCommand, config: &Config) -> anyhow::Result<()> {
                     email_verified: a.email_verified,
                 })
                 .await
-                .map_err(account_error)?;
+                .map_err(|e| match e {
+                    AccountError::UsernameTaken => {
+                        anyhow::anyhow!("username {username:?} is already taken")
+                    }
+                    AccountError::EmailTaken => {
+                        anyhow::anyhow!("e-mail address {email:?} is already in use")
+                    }
+                    AccountError::Invalid {
+                        field: "email",
+                        message,
+                    } => anyhow::anyhow!("--email {email:?}: {message}"),
+                    AccountError::Invalid {
+                        field: "username",
+                        message,
+                    } => anyhow::anyhow!("--username {username:?}: {message}"),
+                    other => account_error(other),
+                })?;
             println!("created user {} (sub {})", user.username, user.id);
             Ok(())
         }

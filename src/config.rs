@@ -18,6 +18,8 @@ use url::{Host, Url};
 pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
 /// Shortest accepted client secret, in bytes (DESIGN.md: secrets are at least 32 bytes).
 pub const MIN_SECRET_BYTES: usize = 32;
+/// Stands for "the file as a whole" in errors that no single key causes.
+const FILE_KEY: &str = "config.toml";
 /// Top-level tables, for recognising `OXIDP_<SECTION>__<KEY>` typos.
 const SECTIONS: [&str; 8] = [
     "server",
@@ -357,7 +359,13 @@ impl Config {
             }
         };
         let env = std::env::vars().filter(|(k, _)| k.starts_with("OXIDP_"));
-        Self::from_sources(&text, env)
+        Self::from_sources(&text, env).map_err(|mut e| {
+            // A syntax error concerns the file as a whole: name the file actually read.
+            if e.key == FILE_KEY {
+                e.key = path.display().to_string();
+            }
+            e
+        })
     }
 
     /// Builds settings from TOML text and `OXIDP_*` variables; used by `load` and by tests
@@ -367,6 +375,7 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(toml));
+        let mut env_vars: Vec<(String, String)> = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("OXIDP_") else {
                 continue;
@@ -396,14 +405,26 @@ impl Config {
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace("__", ".");
+            env_vars.push((key.clone(), name.clone()));
             // Values are read as TOML-like scalars ("true", "30"), as figment's Env does.
             let value: figment::value::Value = value
                 .parse()
                 .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
             figment = figment.merge((key, value));
         }
-        let config: Config = figment.extract().map_err(figment_error)?;
-        config.validate()?;
+        let from_env = |mut e: ConfigError| {
+            // Name the variable when the offending value came from the environment.
+            if let Some(var) = env_vars
+                .iter()
+                .find(|(key, _)| *key == e.key)
+                .map(|(_, v)| v)
+            {
+                e.key = format!("{} (from {var})", e.key);
+            }
+            e
+        };
+        let config: Config = figment.extract().map_err(figment_error).map_err(from_env)?;
+        config.validate().map_err(from_env)?;
         Ok(config)
     }
 
@@ -647,9 +668,9 @@ impl DatabaseKind {
 fn figment_error(e: figment::Error) -> ConfigError {
     use figment::error::Kind;
     let key = if e.path.is_empty() {
-        "config.toml".to_string()
+        FILE_KEY.to_string()
     } else {
-        e.path.join(".")
+        key_path(&e.path)
     };
     let secret = e
         .path
@@ -660,7 +681,7 @@ fn figment_error(e: figment::Error) -> ConfigError {
             let key = if e.path.is_empty() || e.path.last() != Some(field) {
                 let mut p = e.path.clone();
                 p.push(field.clone());
-                p.join(".")
+                key_path(&p)
             } else {
                 key
             };
@@ -688,15 +709,41 @@ fn figment_error(e: figment::Error) -> ConfigError {
         Kind::MissingField(field) => {
             let mut p = e.path.clone();
             p.push(field.to_string());
-            ConfigError::new(p.join("."), "(missing)", "a value; this key is required")
+            ConfigError::new(key_path(&p), "(missing)", "a value; this key is required")
         }
-        Kind::Message(msg) => ConfigError::new(key, msg.replace('\n', " "), "valid TOML"),
+        Kind::Message(msg) => ConfigError::new(key, toml_message(msg), "valid TOML"),
         other => ConfigError::new(
             key,
             other.to_string(),
             "see config.toml for the allowed values",
         ),
     }
+}
+
+/// `["clients", "0", "secret"]` → `clients[0].secret`, the form every message uses.
+fn key_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for part in path {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// A TOML parse error without its source excerpt: the excerpt is a line of the file,
+/// which may hold a secret.
+fn toml_message(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains('|'))
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn validate_bind(bind: &str) -> Result<(), ConfigError> {

@@ -129,11 +129,11 @@ pub fn check_client(c: &ClientMetadata<'_>) -> Result<Vec<GrantType>, RuleError>
         ));
     }
     if has(GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
-        return Err(rule(
-            "redirect_uris",
-            c.redirect_uris,
-            "at least one redirect URI for the authorization_code grant",
-        ));
+        return Err(RuleError {
+            field: "redirect_uris".into(),
+            value: "(none)".into(),
+            allowed: "at least one redirect URI for the authorization_code grant".into(),
+        });
     }
     for (i, uri) in c.redirect_uris.iter().enumerate() {
         check_redirect_uri(uri, public)

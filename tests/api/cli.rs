@@ -75,7 +75,14 @@ async fn confidential_client_gets_a_secret_once_and_only_its_hash_is_stored() {
     // A second confidential client gets a different secret.
     let other = run(
         &app,
-        &["client", "add", "--id", "svc", "--grant-type", "client_credentials"],
+        &[
+            "client",
+            "add",
+            "--id",
+            "svc",
+            "--grant-type",
+            "client_credentials",
+        ],
     )
     .await;
     let other_secret = field(&other, "client_secret:").expect("second secret");
@@ -137,7 +144,14 @@ async fn client_add_stores_public_service_and_fully_specified_clients() {
     // A service client needs no redirect URI.
     let stdout = run(
         &app,
-        &["client", "add", "--id", "svc", "--grant-type", "client_credentials"],
+        &[
+            "client",
+            "add",
+            "--id",
+            "svc",
+            "--grant-type",
+            "client_credentials",
+        ],
     )
     .await;
     assert!(field(&stdout, "client_secret:").is_some(), "{stdout}");
@@ -262,8 +276,16 @@ async fn user_commands_create_list_change_password_and_toggle_disabled() {
         .await
         .unwrap()
         .expect("alice stored");
-    assert!(alice.roles.contains(&"user".to_string()), "{:?}", alice.roles);
-    assert!(alice.roles.contains(&"admin".to_string()), "{:?}", alice.roles);
+    assert!(
+        alice.roles.contains(&"user".to_string()),
+        "{:?}",
+        alice.roles
+    );
+    assert!(
+        alice.roles.contains(&"admin".to_string()),
+        "{:?}",
+        alice.roles
+    );
     assert_eq!(alice.password_hash, None);
     assert_ne!(alice.id, bob.id);
 
@@ -281,7 +303,12 @@ async fn user_commands_create_list_change_password_and_toggle_disabled() {
         .await,
         "set-password",
     );
-    let bob2 = app.store.find_user_by_username("bob").await.unwrap().unwrap();
+    let bob2 = app
+        .store
+        .find_user_by_username("bob")
+        .await
+        .unwrap()
+        .unwrap();
     let new_hash = bob2.password_hash.expect("hash");
     assert_ne!(new_hash, hash);
     assert!(new_hash.starts_with("$argon2id$"), "{new_hash}");
@@ -345,7 +372,14 @@ async fn bad_cli_input_prints_one_line_exits_non_zero_and_changes_nothing() {
     .await;
     run(
         &app,
-        &["user", "add", "--username", "bob", "--email", "bob@example.com"],
+        &[
+            "user",
+            "add",
+            "--username",
+            "bob",
+            "--email",
+            "bob@example.com",
+        ],
     )
     .await;
     let active_kid = app.store.list_keys().await.unwrap()[0].kid.clone();
@@ -410,7 +444,13 @@ async fn bad_cli_input_prints_one_line_exits_non_zero_and_changes_nothing() {
         ),
         (
             "public client with client_credentials",
-            add_client(&["--id", "c5", "--public", "--grant-type", "client_credentials"]),
+            add_client(&[
+                "--id",
+                "c5",
+                "--public",
+                "--grant-type",
+                "client_credentials",
+            ]),
             None,
             Want::Error("client_credentials"),
         ),
@@ -498,7 +538,14 @@ async fn bad_cli_input_prints_one_line_exits_non_zero_and_changes_nothing() {
         ),
         (
             "bad username",
-            vec!["user", "add", "--username", "ab", "--email", "ab@example.com"],
+            vec![
+                "user",
+                "add",
+                "--username",
+                "ab",
+                "--email",
+                "ab@example.com",
+            ],
             None,
             Want::Error("username"),
         ),

@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 use oxidp::config::Config;
 use oxidp::startup::Application;
 use oxidp::storage::Store;
-use secrecy::SecretString;
 use sqlx::Connection;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -59,10 +58,6 @@ impl TestDb {
                 postgres: None,
             },
         }
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
     }
 
     /// Simulates an outage: the database disappears under the running server.
@@ -279,7 +274,10 @@ impl TestApp {
 
     /// Builds (but does not serve) an application on this directory and database with
     /// `options`, returning the start-up error if there is one.
-    pub async fn try_build(&mut self, options: &Options) -> Result<(), oxidp::startup::StartupError> {
+    pub async fn try_build(
+        &mut self,
+        options: &Options,
+    ) -> Result<(), oxidp::startup::StartupError> {
         self.stop().await;
         let text = config_text(self.dir.path(), &self.db.url, free_port(), options);
         let config = Config::from_sources(&text, Vec::new()).expect("test config is valid");
@@ -372,9 +370,4 @@ pub fn run_binary(
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
-}
-
-/// A password for tests that satisfies the rules.
-pub fn password() -> SecretString {
-    SecretString::from("correct horse battery staple")
 }

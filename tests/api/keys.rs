@@ -24,7 +24,10 @@ fn kids(jwks: &Value) -> Vec<String> {
 }
 
 /// Polls the JWKS until `want` holds (the server reloads keys every second here).
-async fn wait_for_jwks(app: &crate::helpers::TestApp, want: impl Fn(&[String]) -> bool) -> Vec<String> {
+async fn wait_for_jwks(
+    app: &crate::helpers::TestApp,
+    want: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let mut last = Vec::new();
     for _ in 0..50 {
         last = kids(&app.get_json("/jwks.json").await);
@@ -52,12 +55,19 @@ async fn first_start_generates_a_private_key_file_that_later_starts_reuse() {
     let file_mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(file_mode, 0o600, "key file mode {file_mode:o}");
     let pem = std::fs::read_to_string(&file).unwrap();
-    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM expected");
+    assert!(
+        pem.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8 PEM expected"
+    );
 
     let app = app.restart().await;
     assert_eq!(kids(&app.get_json("/jwks.json").await), vec![kid.clone()]);
     assert_eq!(pem_files(&keys_dir), vec![format!("{kid}.pem")]);
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), pem, "key file rewritten");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        pem,
+        "key file rewritten"
+    );
 }
 
 #[tokio::test]
@@ -97,16 +107,32 @@ async fn rotate_and_retire_take_effect_in_a_running_server() {
     let refused = app.cli(&["keys", "retire", &new]).await;
     assert_eq!(refused.code(), 1);
     assert!(refused.stderr.contains("active"), "{}", refused.stderr);
-    assert_eq!(refused.stderr.trim().lines().count(), 1, "{}", refused.stderr);
+    assert_eq!(
+        refused.stderr.trim().lines().count(),
+        1,
+        "{}",
+        refused.stderr
+    );
     assert_eq!(app.snapshot().await, before);
 
     let retired = app.cli(&["keys", "retire", &old]).await;
     assert_eq!(retired.code(), 0, "{}", retired.stderr);
-    assert_eq!(wait_for_jwks(&app, |k| k.len() == 1).await, vec![new.clone()]);
+    assert_eq!(
+        wait_for_jwks(&app, |k| k.len() == 1).await,
+        vec![new.clone()]
+    );
     let files = pem_files(&app.keys_dir());
     assert!(files.contains(&format!("{new}.pem")), "{files:?}");
-    assert!(!files.iter().any(|f| f.ends_with(".pem") && !f.starts_with(&new)), "{files:?}");
-    assert!(files.iter().any(|f| f.ends_with(".pem.retired")), "{files:?}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with(".pem") && !f.starts_with(&new)),
+        "{files:?}"
+    );
+    assert!(
+        files.iter().any(|f| f.ends_with(".pem.retired")),
+        "{files:?}"
+    );
 
     // Retiring twice is refused, and the state survives a restart.
     assert_eq!(app.cli(&["keys", "retire", &old]).await.code(), 1);
@@ -120,7 +146,11 @@ async fn a_corrupt_key_file_stops_start_up_and_is_never_overwritten() {
     let bad = app.keys_dir().join("broken.pem");
     let garbage = b"-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n";
     std::fs::write(&bad, garbage).unwrap();
-    let err = app.try_build(&Options::default()).await.unwrap_err().to_string();
+    let err = app
+        .try_build(&Options::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("broken.pem"), "{err}");
     assert!(err.contains("corrupt"), "{err}");
     assert_eq!(std::fs::read(&bad).unwrap(), garbage);
@@ -131,12 +161,23 @@ async fn a_key_shorter_than_2048_bits_is_refused() {
     let mut app = spawn_app().await;
     let weak = app.keys_dir().join("weak.pem");
     let status = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+            "-out",
+        ])
         .arg(&weak)
         .status()
         .unwrap();
     assert!(status.success());
-    let err = app.try_build(&Options::default()).await.unwrap_err().to_string();
+    let err = app
+        .try_build(&Options::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("weak.pem") && err.contains("2048"), "{err}");
 }
 
@@ -147,7 +188,14 @@ async fn a_registered_key_whose_file_vanished_stops_start_up_without_regeneratin
     for f in &files {
         std::fs::remove_file(app.keys_dir().join(f)).unwrap();
     }
-    let err = app.try_build(&Options::default()).await.unwrap_err().to_string();
+    let err = app
+        .try_build(&Options::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing"), "{err}");
-    assert!(pem_files(&app.keys_dir()).is_empty(), "a key was generated in place of the lost one");
+    assert!(
+        pem_files(&app.keys_dir()).is_empty(),
+        "a key was generated in place of the lost one"
+    );
 }

@@ -37,22 +37,44 @@ roles = ["admin"]
 async fn config_clients_and_users_are_upserted_at_every_start() {
     let app = spawn_app_with(seeds("https://app.example/cb", "Alice Example")).await;
     let client = app.store.get_client("seeded").await.unwrap().unwrap();
-    assert_eq!(client.secret_hash.as_deref(), Some(&Sha256::digest(SECRET)[..]));
+    assert_eq!(
+        client.secret_hash.as_deref(),
+        Some(&Sha256::digest(SECRET)[..])
+    );
     assert_eq!(client.token_endpoint_auth_method, "client_secret_basic");
     assert_eq!(client.redirect_uris, vec!["https://app.example/cb"]);
-    assert_eq!(client.post_logout_redirect_uris, vec!["https://app.example/bye"]);
-    assert_eq!(client.grant_types, vec!["authorization_code", "refresh_token"]);
-    let public = app.store.get_client("seeded-public").await.unwrap().unwrap();
+    assert_eq!(
+        client.post_logout_redirect_uris,
+        vec!["https://app.example/bye"]
+    );
+    assert_eq!(
+        client.grant_types,
+        vec!["authorization_code", "refresh_token"]
+    );
+    let public = app
+        .store
+        .get_client("seeded-public")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(public.token_endpoint_auth_method, "none");
     assert!(public.secret_hash.is_none());
 
-    let alice = app.store.find_user_by_username("alice").await.unwrap().unwrap();
+    let alice = app
+        .store
+        .find_user_by_username("alice")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(alice.email, "alice@example.com");
     assert!(alice.email_verified, "seeded users count as verified");
     assert_eq!(alice.roles, vec!["admin", "user"]);
     assert_eq!(alice.name.as_deref(), Some("Alice Example"));
     let hash = alice.password_hash.clone().unwrap();
-    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
 
     // A changed config updates in place: same sub, same hash (the password still
     // matches), new redirect URI and name, no duplicates.
@@ -61,7 +83,12 @@ async fn config_clients_and_users_are_upserted_at_every_start() {
         .await;
     let client = app.store.get_client("seeded").await.unwrap().unwrap();
     assert_eq!(client.redirect_uris, vec!["https://app.example/callback"]);
-    let again = app.store.find_user_by_username("alice").await.unwrap().unwrap();
+    let again = app
+        .store
+        .find_user_by_username("alice")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.id, alice.id);
     assert_eq!(again.password_hash.as_deref(), Some(hash.as_str()));
     assert_eq!(again.name.as_deref(), Some("Alice E."));
@@ -69,10 +96,15 @@ async fn config_clients_and_users_are_upserted_at_every_start() {
     assert_eq!(app.store.list_clients().await.unwrap().len(), 2);
 }
 
-/// The real binary: SIGTERM stops it cleanly (exit 0) and promptly.
+/// The real binary: JSON logs with a request id per request; SIGTERM stops it cleanly
+/// (exit 0) and promptly.
 #[tokio::test]
-async fn the_binary_serves_and_stops_gracefully_on_sigterm() {
-    let app = spawn_app_with(Options::default()).await;
+async fn the_binary_serves_logs_json_and_stops_gracefully_on_sigterm() {
+    let app = spawn_app_with(Options {
+        extra_toml: "[log]\nformat = \"json\"\nlevel = \"info\"\n".into(),
+        ..Options::default()
+    })
+    .await;
     let mut app = app;
     app.stop().await;
     let config = app.config_path();
@@ -80,7 +112,7 @@ async fn the_binary_serves_and_stops_gracefully_on_sigterm() {
         .arg("--config")
         .arg(&config)
         .arg("serve")
-        .env("RUST_LOG", "warn")
+        .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -110,11 +142,34 @@ async fn the_binary_serves_and_stops_gracefully_on_sigterm() {
         if let Some(exit) = child.try_wait().unwrap() {
             break exit;
         }
-        assert!(stopping.elapsed() < Duration::from_secs(10), "did not stop after SIGTERM");
+        assert!(
+            stopping.elapsed() < Duration::from_secs(10),
+            "did not stop after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "exit status {exit:?}");
-    assert!(reqwest::get(app.url("/healthz")).await.is_err(), "still accepting after exit");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+        .collect();
+    let request_line = lines
+        .iter()
+        .find(|l| l["span"]["path"] == "/.well-known/openid-configuration")
+        .unwrap_or_else(|| panic!("no log line for the discovery request: {stderr}"));
+    assert!(
+        request_line["span"]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36),
+        "{request_line}"
+    );
+    assert!(
+        reqwest::get(app.url("/healthz")).await.is_err(),
+        "still accepting after exit"
+    );
 }
 
 #[tokio::test]
@@ -135,7 +190,11 @@ async fn a_taken_port_stops_start_up_before_touching_the_database() {
     .await
     .unwrap();
     assert_eq!(out.code(), 1, "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("127.0.0.1:{port}")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        out.stderr
+    );
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
     drop(busy);
 }

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod cli;
+mod config_errors;
 mod discovery;
 mod health;
 mod keys;
