@@ -220,29 +220,39 @@ async fn store(config: &Config) -> anyhow::Result<Store> {
 }
 
 async fn client(command: ClientCommand, config: &Config) -> anyhow::Result<()> {
+    let a = match command {
+        ClientCommand::Add(a) => a,
+        other => return client_admin(other, config).await,
+    };
+    let spec = ClientSpec {
+        id: a.id,
+        name: a.name,
+        redirect_uris: a.redirect_uris,
+        post_logout_redirect_uris: a.post_logout_redirect_uris,
+        grant_types: a.grant_types,
+        public: a.public,
+        first_party: a.first_party,
+        introspect_any: a.introspect_any,
+        scopes: a.scopes,
+    };
+    // Checked before the database is even opened: bad input changes nothing.
+    let (record, secret) = crate::clients::prepare(spec).map_err(client_error)?;
+    let clients = Clients::new(store(config).await?);
+    let record = clients.insert(&record).await.map_err(client_error)?;
+    println!("client_id: {}", record.id);
+    if let Some(secret) = secret {
+        use secrecy::ExposeSecret;
+        println!("client_secret: {}", secret.expose_secret());
+        println!("(the secret is shown only this once; store it now)");
+    }
+    Ok(())
+}
+
+/// The client commands other than `add`.
+async fn client_admin(command: ClientCommand, config: &Config) -> anyhow::Result<()> {
     let clients = Clients::new(store(config).await?);
     match command {
-        ClientCommand::Add(a) => {
-            let spec = ClientSpec {
-                id: a.id,
-                name: a.name,
-                redirect_uris: a.redirect_uris,
-                post_logout_redirect_uris: a.post_logout_redirect_uris,
-                grant_types: a.grant_types,
-                public: a.public,
-                first_party: a.first_party,
-                introspect_any: a.introspect_any,
-                scopes: a.scopes,
-            };
-            let (record, secret) = clients.add(spec).await.map_err(client_error)?;
-            println!("client_id: {}", record.id);
-            if let Some(secret) = secret {
-                use secrecy::ExposeSecret;
-                println!("client_secret: {}", secret.expose_secret());
-                println!("(the secret is shown only this once; store it now)");
-            }
-            Ok(())
-        }
+        ClientCommand::Add(_) => Ok(()),
         ClientCommand::List => {
             let list = clients.list().await.map_err(client_error)?;
             println!("{:<32} {:<13} {:<11} GRANTS", "ID", "TYPE", "FIRST_PARTY");
@@ -337,45 +347,54 @@ fn password_from_stdin() -> anyhow::Result<SecretString> {
 }
 
 async fn user(command: UserCommand, config: &Config) -> anyhow::Result<()> {
+    let a = match command {
+        UserCommand::Add(a) => a,
+        other => return user_admin(other, config).await,
+    };
+    let password = if a.password_stdin {
+        Some(password_from_stdin()?)
+    } else {
+        None
+    };
+    let (username, email) = (a.username.clone(), a.email.clone());
+    let account = NewAccount {
+        username: a.username.clone(),
+        email: a.email.clone(),
+        password,
+        name: a.name.clone(),
+        roles: a.roles.clone(),
+        email_verified: a.email_verified,
+    };
+    let named = |e: AccountError| match e {
+        AccountError::UsernameTaken => {
+            anyhow::anyhow!("username {username:?} is already taken")
+        }
+        AccountError::EmailTaken => {
+            anyhow::anyhow!("e-mail address {email:?} is already in use")
+        }
+        AccountError::Invalid {
+            field: "email",
+            message,
+        } => anyhow::anyhow!("--email {email:?}: {message}"),
+        AccountError::Invalid {
+            field: "username",
+            message,
+        } => anyhow::anyhow!("--username {username:?}: {message}"),
+        other => account_error(other),
+    };
+    // Checked before the database is even opened: bad input changes nothing.
+    crate::accounts::check_account(&account).map_err(named)?;
+    let accounts = Accounts::new(store(config).await?, startup::password_hasher()?);
+    let user = accounts.create(account).await.map_err(named)?;
+    println!("created user {} (sub {})", user.username, user.id);
+    Ok(())
+}
+
+/// The user commands other than `add`.
+async fn user_admin(command: UserCommand, config: &Config) -> anyhow::Result<()> {
     let accounts = Accounts::new(store(config).await?, startup::password_hasher()?);
     match command {
-        UserCommand::Add(a) => {
-            let password = if a.password_stdin {
-                Some(password_from_stdin()?)
-            } else {
-                None
-            };
-            let (username, email) = (a.username.clone(), a.email.clone());
-            let user = accounts
-                .create(NewAccount {
-                    username: a.username,
-                    email: a.email,
-                    password,
-                    name: a.name,
-                    roles: a.roles,
-                    email_verified: a.email_verified,
-                })
-                .await
-                .map_err(|e| match e {
-                    AccountError::UsernameTaken => {
-                        anyhow::anyhow!("username {username:?} is already taken")
-                    }
-                    AccountError::EmailTaken => {
-                        anyhow::anyhow!("e-mail address {email:?} is already in use")
-                    }
-                    AccountError::Invalid {
-                        field: "email",
-                        message,
-                    } => anyhow::anyhow!("--email {email:?}: {message}"),
-                    AccountError::Invalid {
-                        field: "username",
-                        message,
-                    } => anyhow::anyhow!("--username {username:?}: {message}"),
-                    other => account_error(other),
-                })?;
-            println!("created user {} (sub {})", user.username, user.id);
-            Ok(())
-        }
+        UserCommand::Add(_) => Ok(()),
         UserCommand::List => {
             let users = accounts.list().await.map_err(account_error)?;
             println!(

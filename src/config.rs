@@ -609,7 +609,7 @@ impl Config {
             }
         }
         if let Some(header) = &r.client_ip_header
-            && axum::http::HeaderName::from_bytes(header.as_bytes()).is_err()
+            && !is_header_name(header)
         {
             return Err(ConfigError::new(
                 "ratelimit.client_ip_header",
@@ -718,6 +718,14 @@ fn figment_error(e: figment::Error) -> ConfigError {
             "see config.toml for the allowed values",
         ),
     }
+}
+
+/// RFC 9110 §5.1: a field name is a token (tchar characters).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// `["clients", "0", "secret"]` → `clients[0].secret`, the form every message uses.
@@ -883,13 +891,15 @@ fn validate_seed_user(i: usize, user: &SeedUser) -> Result<(), ConfigError> {
             ));
         }
         (Some(p), None) => {
-            if let Err(msg) = crate::accounts::validate_password(p.expose_secret()) {
+            if let Err(msg) =
+                crate::accounts::check_password(p.expose_secret(), &user.username, &user.email)
+            {
                 return Err(ConfigError::new(key("password"), "<redacted>", msg));
             }
         }
         (None, Some(var)) => match std::env::var(var) {
             Ok(p) => {
-                if let Err(msg) = crate::accounts::validate_password(&p) {
+                if let Err(msg) = crate::accounts::check_password(&p, &user.username, &user.email) {
                     return Err(ConfigError::new(
                         key("password_env"),
                         format!("{var:?} (value redacted)"),

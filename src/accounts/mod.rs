@@ -158,18 +158,13 @@ impl Accounts {
 
     /// Validates everything before hashing, so bad input costs nothing and stores nothing.
     pub async fn create(&self, account: NewAccount) -> Result<UserRecord, AccountError> {
-        let invalid = |field, message| AccountError::Invalid { field, message };
-        validate_username(&account.username).map_err(|m| invalid("username", m))?;
-        let email = normalize_email(&account.email)
-            .ok_or_else(|| invalid("email", "not a valid e-mail address"))?;
-        for role in &account.roles {
-            validate_role(role).map_err(|m| invalid("role", m))?;
-        }
+        check_account(&account)?;
+        let email = normalize_email(&account.email).ok_or(AccountError::Invalid {
+            field: "email",
+            message: "not a valid e-mail address",
+        })?;
         let password_hash = match &account.password {
-            Some(p) => {
-                check_password(p.expose_secret(), &account.username, &email)?;
-                Some(self.hasher.hash(p).await?)
-            }
+            Some(p) => Some(self.hasher.hash(p).await?),
             None => None,
         };
         let user = NewUser {
@@ -200,7 +195,8 @@ impl Accounts {
             .find_user_by_username(username)
             .await?
             .ok_or(AccountError::NotFound)?;
-        check_password(password.expose_secret(), &user.username, &user.email)?;
+        check_password(password.expose_secret(), &user.username, &user.email)
+            .map_err(invalid_password)?;
         let hash = self.hasher.hash(password).await?;
         self.store.set_password_hash(username, &hash).await?;
         Ok(())
@@ -250,20 +246,37 @@ impl Accounts {
     }
 }
 
-/// Length rules plus: not the username or the e-mail address.
-fn check_password(password: &str, username: &str, email: &str) -> Result<(), AccountError> {
-    validate_password(password).map_err(|message| AccountError::Invalid {
-        field: "password",
-        message,
-    })?;
-    let lower = password.to_lowercase();
-    if lower == username.to_lowercase() || lower == email {
-        return Err(AccountError::Invalid {
-            field: "password",
-            message: "must differ from the username and e-mail address",
-        });
+/// Every rule for a new account that needs no storage: callers run it before opening
+/// anything, so bad input changes nothing.
+pub fn check_account(account: &NewAccount) -> Result<(), AccountError> {
+    let invalid = |field, message| AccountError::Invalid { field, message };
+    validate_username(&account.username).map_err(|m| invalid("username", m))?;
+    let email = normalize_email(&account.email)
+        .ok_or_else(|| invalid("email", "not a valid e-mail address"))?;
+    for role in &account.roles {
+        validate_role(role).map_err(|m| invalid("role", m))?;
+    }
+    if let Some(p) = &account.password {
+        check_password(p.expose_secret(), &account.username, &email).map_err(invalid_password)?;
     }
     Ok(())
+}
+
+/// Length rules plus: not the username or the e-mail address.
+pub fn check_password(password: &str, username: &str, email: &str) -> Result<(), &'static str> {
+    validate_password(password)?;
+    let lower = password.to_lowercase();
+    if lower == username.to_lowercase() || lower == email.trim().to_lowercase() {
+        return Err("must differ from the username and e-mail address");
+    }
+    Ok(())
+}
+
+fn invalid_password(message: &'static str) -> AccountError {
+    AccountError::Invalid {
+        field: "password",
+        message,
+    }
 }
 
 #[cfg(test)]

@@ -159,52 +159,21 @@ impl Clients {
         &self,
         spec: ClientSpec,
     ) -> Result<(ClientRecord, Option<SecretString>), ClientError> {
-        let method = if spec.public {
-            AuthMethod::None
-        } else {
-            AuthMethod::ClientSecretBasic
-        };
-        let grant_types = if spec.grant_types.is_empty() {
-            default_grants(&spec)
-        } else {
-            spec.grant_types.clone()
-        };
-        let grants = check_client(&ClientMetadata {
-            id: &spec.id,
-            name: spec.name.as_deref(),
-            redirect_uris: &spec.redirect_uris,
-            post_logout_redirect_uris: &spec.post_logout_redirect_uris,
-            grant_types: &grant_types,
-            auth_method: method,
-            first_party: spec.first_party,
-            scopes: &spec.scopes,
-        })?;
-        let secret = (!spec.public).then(generate_secret);
-        let record = ClientRecord {
-            id: spec.id.clone(),
-            name: spec.name,
-            secret_hash: secret.as_ref().map(|s| hash_secret(s.expose_secret())),
-            token_endpoint_auth_method: method.as_str().to_string(),
-            grant_types: grants.iter().map(|g| g.as_str().to_string()).collect(),
-            scopes: spec.scopes,
-            first_party: spec.first_party,
-            introspect_any: spec.introspect_any,
-            redirect_uris: spec.redirect_uris,
-            post_logout_redirect_uris: spec.post_logout_redirect_uris,
-            source: "cli".into(),
-            created_at: 0,
-            updated_at: 0,
-        };
-        match self.store.insert_client(&record).await {
-            Err(StoreError::Conflict(_)) => return Err(ClientError::Exists(record.id)),
+        let (record, secret) = prepare(spec)?;
+        let stored = self.insert(&record).await?;
+        Ok((stored, secret))
+    }
+
+    /// Stores a prepared client; `Exists` when the id is taken.
+    pub async fn insert(&self, record: &ClientRecord) -> Result<ClientRecord, ClientError> {
+        match self.store.insert_client(record).await {
+            Err(StoreError::Conflict(_)) => return Err(ClientError::Exists(record.id.clone())),
             other => other?,
         }
-        let stored = self
-            .store
+        self.store
             .get_client(&record.id)
             .await?
-            .ok_or_else(|| ClientError::NotFound(record.id.clone()))?;
-        Ok((stored, secret))
+            .ok_or_else(|| ClientError::NotFound(record.id.clone()))
     }
 
     pub async fn list(&self) -> Result<Vec<ClientRecord>, ClientError> {
@@ -242,6 +211,48 @@ impl Clients {
         }
         Ok(self.store.upsert_clients(&records).await?)
     }
+}
+
+/// Checks a client definition and generates its secret, without touching storage:
+/// bad input is refused before anything is opened or written.
+pub fn prepare(spec: ClientSpec) -> Result<(ClientRecord, Option<SecretString>), ClientError> {
+    let method = if spec.public {
+        AuthMethod::None
+    } else {
+        AuthMethod::ClientSecretBasic
+    };
+    let grant_types = if spec.grant_types.is_empty() {
+        default_grants(&spec)
+    } else {
+        spec.grant_types.clone()
+    };
+    let grants = check_client(&ClientMetadata {
+        id: &spec.id,
+        name: spec.name.as_deref(),
+        redirect_uris: &spec.redirect_uris,
+        post_logout_redirect_uris: &spec.post_logout_redirect_uris,
+        grant_types: &grant_types,
+        auth_method: method,
+        first_party: spec.first_party,
+        scopes: &spec.scopes,
+    })?;
+    let secret = (!spec.public).then(generate_secret);
+    let record = ClientRecord {
+        id: spec.id.clone(),
+        name: spec.name,
+        secret_hash: secret.as_ref().map(|s| hash_secret(s.expose_secret())),
+        token_endpoint_auth_method: method.as_str().to_string(),
+        grant_types: grants.iter().map(|g| g.as_str().to_string()).collect(),
+        scopes: spec.scopes,
+        first_party: spec.first_party,
+        introspect_any: spec.introspect_any,
+        redirect_uris: spec.redirect_uris,
+        post_logout_redirect_uris: spec.post_logout_redirect_uris,
+        source: "cli".into(),
+        created_at: 0,
+        updated_at: 0,
+    };
+    Ok((record, secret))
 }
 
 /// Without `--grant-type`: the code flow with refresh when redirect URIs are given,

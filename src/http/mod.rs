@@ -43,11 +43,12 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .fallback(error::not_found)
         .with_state(state)
+        // The panic guard sits inside the metrics layer, so a panic is counted as 503.
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
         ))
-        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

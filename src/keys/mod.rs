@@ -233,7 +233,7 @@ async fn generate_and_register(
     // Strictly newer than every existing activation, so the new key wins the ordering
     // even when two rotations happen within one second.
     let latest = records.iter().map(|r| r.activated_at).max().unwrap_or(0);
-    store
+    let registered = store
         .insert_key(&KeyRecord {
             kid: key.kid.clone(),
             alg: ALG.into(),
@@ -241,7 +241,12 @@ async fn generate_and_register(
             activated_at: now.max(latest + 1),
             retired_at: None,
         })
-        .await?;
+        .await;
+    if let Err(e) = registered {
+        // An unregistered file would be picked up (and activated) at the next start.
+        let _ = std::fs::remove_file(files::path_of(dir, &key.kid));
+        return Err(e.into());
+    }
     Ok(key.kid)
 }
 

@@ -198,3 +198,65 @@ async fn a_taken_port_stops_start_up_before_touching_the_database() {
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
     drop(busy);
 }
+
+/// Input is checked before the database is opened: on a fresh directory a rejected
+/// command leaves no database, no key and no outbox behind.
+#[tokio::test]
+async fn rejected_cli_input_on_a_fresh_install_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nurl = \"sqlite://{0}/data/oxidp.db\"\n[keys]\ndir = \"{0}/keys\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    for args in [
+        vec![
+            "client",
+            "add",
+            "--id",
+            "a b",
+            "--redirect-uri",
+            "https://a.example/cb",
+        ],
+        vec![
+            "client",
+            "add",
+            "--id",
+            "ok",
+            "--redirect-uri",
+            "http://a.example/cb",
+        ],
+        vec!["user", "add", "--username", "x", "--email", "x@example.com"],
+        vec![
+            "user",
+            "add",
+            "--username",
+            "bob",
+            "--email",
+            "not-an-address",
+        ],
+    ] {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let path = config.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            crate::helpers::run_binary(Some(&path), &args, None, &[])
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.code(), 1, "{}", out.stderr);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("config.toml")],
+            "{}",
+            out.stderr
+        );
+    }
+}
