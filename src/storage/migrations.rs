@@ -8,17 +8,31 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 type Step = (i64, &'static str, &'static str);
 
-const SQLITE: &[Step] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const SQLITE: &[Step] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "authorization",
+        include_str!("../../migrations/sqlite/0002_authorization.sql"),
+    ),
+];
 
-const POSTGRES: &[Step] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const POSTGRES: &[Step] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "authorization",
+        include_str!("../../migrations/postgres/0002_authorization.sql"),
+    ),
+];
 
 fn migrator(steps: &'static [Step]) -> Migrator {
     Migrator::with_migrations(
