@@ -21,13 +21,14 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Stands for "the file as a whole" in errors that no single key causes.
 const FILE_KEY: &str = "config.toml";
 /// Top-level tables, for recognising `OXIDP_<SECTION>__<KEY>` typos.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "database",
     "keys",
     "email",
     "accounts",
     "tokens",
+    "sessions",
     "ratelimit",
     "log",
 ];
@@ -41,6 +42,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub accounts: AccountsConfig,
     pub tokens: TokensConfig,
+    pub sessions: SessionsConfig,
     pub ratelimit: RateLimitConfig,
     pub log: LogConfig,
     pub users: Vec<SeedUser>,
@@ -168,6 +170,19 @@ impl Default for TokensConfig {
             refresh_idle_days: 14,
             refresh_absolute_days: 90,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// How long a browser session at oxidp (single sign-on) lasts after login.
+    pub lifetime_hours: u64,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self { lifetime_hours: 12 }
     }
 }
 
@@ -463,6 +478,13 @@ impl Config {
         }
         self.validate_email()?;
         self.validate_tokens()?;
+        if !(1..=8760).contains(&self.sessions.lifetime_hours) {
+            return Err(ConfigError::new(
+                "sessions.lifetime_hours",
+                self.sessions.lifetime_hours,
+                "1 to 8760",
+            ));
+        }
         self.validate_ratelimit()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::new(

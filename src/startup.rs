@@ -15,6 +15,7 @@ use crate::config::{Config, redact_url};
 use crate::http::{AppState, app, metrics::Metrics};
 use crate::keys::{KeyError, KeyRing};
 use crate::oidc::discovery::provider_metadata;
+use crate::sessions::Sessions;
 use crate::storage::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,12 +94,24 @@ impl Application {
         let discovery = serde_json::to_vec(&provider_metadata(&config.server.issuer))
             .map_err(|e| StartupError::Other(e.to_string()))?;
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
+        let accounts = Accounts::new(store.clone(), password_hasher()?)
+            .requiring_verified_email(config.accounts.require_verified_email);
+        let sessions = Sessions::new(
+            store.clone(),
+            config.sessions.lifetime_hours as i64 * 3600,
+            config.tokens.authorization_code_seconds as i64,
+        );
+        let templates = crate::http::pages::templates()
+            .map_err(|e| StartupError::Other(format!("templates: {e}")))?;
         let state = AppState {
             config: Arc::new(config),
             store,
             keys,
             discovery: discovery.into(),
             metrics: Metrics::new(),
+            accounts,
+            sessions,
+            templates: Arc::new(templates),
         };
         Ok(Self {
             listener,

@@ -1,10 +1,15 @@
 //! The only module that knows axum. Each area exposes `router()`; `app` merges them and
 //! adds the cross-cutting layers (request id, tracing, metrics, panic guard, headers).
 
+mod authorize;
 mod discovery;
 pub mod error;
 mod health;
+mod login;
 pub mod metrics;
+pub mod pages;
+mod token;
+mod userinfo;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +22,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
+use axum::extract::DefaultBodyLimit;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::keys::KeyRing;
+use crate::sessions::Sessions;
 use crate::storage::Store;
 use metrics::Metrics;
 
@@ -34,13 +44,41 @@ pub struct AppState {
     /// The discovery document, serialised once at start.
     pub discovery: bytes::Bytes,
     pub metrics: Arc<Metrics>,
+    pub accounts: Accounts,
+    pub sessions: Sessions,
+    pub templates: Arc<minijinja::Environment<'static>>,
+}
+
+/// Largest request body accepted anywhere: forms and JSON are small; a bound keeps a
+/// hostile body cheap.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// CORS for the endpoints browser apps call directly (token, UserInfo): only the
+/// configured origins (DESIGN.md: CORS only for configured origins).
+fn api_cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .server
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }
 
 pub fn app(state: AppState) -> Router {
     let metrics = state.metrics.clone();
+    let cors = api_cors(&state.config);
     Router::new()
         .merge(discovery::router())
         .merge(health::router())
+        .merge(authorize::router())
+        .merge(login::router())
+        .merge(pages::router())
+        .merge(token::router().merge(userinfo::router()).layer(cors))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(error::not_found)
         .with_state(state)
         // The panic guard sits inside the metrics layer, so a panic is counted as 503.

@@ -32,9 +32,13 @@ impl LoadedKey {
             .signer_from_der(self.key_pair.to_der_private_key())
             .map_err(|e| corrupt(e.to_string()))?;
         signer.set_key_id(self.kid.clone());
+        let verifier = RS256
+            .verifier_from_der(self.key_pair.to_der_public_key())
+            .map_err(|e| corrupt(e.to_string()))?;
         Ok(SigningKey {
             kid: self.kid.clone(),
             signer,
+            verifier,
             public_jwk,
         })
     }

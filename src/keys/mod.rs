@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use josekit::jws::alg::rsassa::RsassaJwsSigner;
+use josekit::jws::alg::rsassa::{RsassaJwsSigner, RsassaJwsVerifier};
+use josekit::jws::{JwsHeader, JwsVerifier};
+use josekit::jwt::JwtPayload;
+use serde_json::{Map, Value};
 
 pub use jwk::rfc7638_thumbprint;
 
@@ -54,6 +57,7 @@ pub enum KeyError {
 pub struct SigningKey {
     pub kid: String,
     signer: RsassaJwsSigner,
+    verifier: RsassaJwsVerifier,
     /// The public JWK (kty, n, e, kid, use, alg).
     public_jwk: serde_json::Value,
 }
@@ -86,6 +90,63 @@ pub struct KeySet {
     pub jwks: bytes::Bytes,
     /// The records this set was built from, to notice changes cheaply.
     records: Vec<KeyRecord>,
+}
+
+/// Why a JWT was not accepted. Deliberately coarse: callers answer `invalid_token`.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is signed by an unknown or retired key")]
+    UnknownKey,
+    #[error("the token signature is invalid")]
+    BadSignature,
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+impl KeySet {
+    /// Signs `claims` with the active key: RS256, `kid` = its thumbprint, `typ` when
+    /// given (RFC 9068 §2.1 `at+jwt`).
+    pub fn sign(
+        &self,
+        typ: Option<&str>,
+        claims: Map<String, Value>,
+    ) -> Result<String, TokenError> {
+        let mut header = JwsHeader::new();
+        if let Some(typ) = typ {
+            header.set_token_type(typ);
+        }
+        header.set_key_id(self.active.kid.clone());
+        let payload = JwtPayload::from_map(claims).map_err(|e| TokenError::Sign(e.to_string()))?;
+        josekit::jwt::encode_with_signer(&payload, &header, &self.active.signer)
+            .map_err(|e| TokenError::Sign(e.to_string()))
+    }
+
+    /// Checks the signature against the published key named by `kid` (RS256 only) and
+    /// returns the claims and the `typ` header. Time and audience are the caller's rules.
+    pub fn verify(&self, token: &str) -> Result<(Map<String, Value>, Option<String>), TokenError> {
+        if token.len() > 16 * 1024 || token.split('.').count() != 3 {
+            return Err(TokenError::Malformed);
+        }
+        let header = josekit::jwt::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let kid = header
+            .claim("kid")
+            .and_then(Value::as_str)
+            .ok_or(TokenError::UnknownKey)?;
+        let key = self
+            .published
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::UnknownKey)?;
+        let verifier: &dyn JwsVerifier = &key.verifier;
+        let (payload, header) = josekit::jwt::decode_with_verifier(token, verifier)
+            .map_err(|_| TokenError::BadSignature)?;
+        Ok((
+            payload.claims_set().clone(),
+            header.token_type().map(str::to_string),
+        ))
+    }
 }
 
 /// Shared, hot-swappable key set.

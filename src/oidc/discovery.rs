@@ -3,16 +3,20 @@
 
 use serde::Serialize;
 
+use super::claims::{STANDARD_SCOPES, USER_CLAIMS};
+
 /// Endpoint paths, relative to the issuer.
 pub const JWKS_PATH: &str = "/jwks.json";
 pub const AUTHORIZATION_PATH: &str = "/authorize";
 pub const TOKEN_PATH: &str = "/token";
+pub const USERINFO_PATH: &str = "/userinfo";
 
 #[derive(Debug, Serialize)]
 pub struct ProviderMetadata {
     pub issuer: String,
     pub authorization_endpoint: String,
     pub token_endpoint: String,
+    pub userinfo_endpoint: String,
     pub jwks_uri: String,
     pub response_types_supported: Vec<&'static str>,
     pub response_modes_supported: Vec<&'static str>,
@@ -21,6 +25,11 @@ pub struct ProviderMetadata {
     pub id_token_signing_alg_values_supported: Vec<&'static str>,
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
     pub scopes_supported: Vec<&'static str>,
+    pub claims_supported: Vec<&'static str>,
+    pub claims_parameter_supported: bool,
+    pub request_parameter_supported: bool,
+    pub request_uri_parameter_supported: bool,
+    pub prompt_values_supported: Vec<&'static str>,
     pub code_challenge_methods_supported: Vec<&'static str>,
     pub authorization_response_iss_parameter_supported: bool,
 }
@@ -32,9 +41,10 @@ pub fn provider_metadata(issuer: &str) -> ProviderMetadata {
         issuer: issuer.to_string(),
         authorization_endpoint: url(AUTHORIZATION_PATH),
         token_endpoint: url(TOKEN_PATH),
+        userinfo_endpoint: url(USERINFO_PATH),
         jwks_uri: url(JWKS_PATH),
         response_types_supported: vec!["code"],
-        response_modes_supported: vec!["query"],
+        response_modes_supported: vec!["query", "form_post"],
         grant_types_supported: vec!["authorization_code"],
         // OIDC Core §8: public subject identifiers (one stable `sub` per user).
         subject_types_supported: vec!["public"],
@@ -44,7 +54,27 @@ pub fn provider_metadata(issuer: &str) -> ProviderMetadata {
             "client_secret_post",
             "none",
         ],
-        scopes_supported: vec!["openid"],
+        scopes_supported: STANDARD_SCOPES.iter().map(|(s, _)| *s).collect(),
+        claims_supported: [
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "at_hash",
+            "azp",
+            "sid",
+        ]
+        .into_iter()
+        .chain(USER_CLAIMS)
+        .collect(),
+        // OIDC Core §5.5, §6.
+        claims_parameter_supported: true,
+        request_parameter_supported: false,
+        request_uri_parameter_supported: false,
+        prompt_values_supported: vec!["none", "login", "consent", "select_account"],
         // RFC 7636 §4.2: only S256; `plain` is not offered.
         code_challenge_methods_supported: vec!["S256"],
         // RFC 9207 §3.

@@ -8,6 +8,7 @@
 mod clients;
 mod keys;
 mod migrations;
+mod sessions;
 mod sqlite;
 mod users;
 
@@ -19,6 +20,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use clients::{ClientRecord, RedirectKind};
 pub use keys::KeyRecord;
+pub use sessions::{CodeRecord, Redeemed, SessionRecord};
 pub use users::{NewUser, SeedUserRecord, UserRecord};
 
 use crate::config::DatabaseKind;

@@ -1,0 +1,318 @@
+//! `GET/POST /authorize` (OIDC Core §3.1.2) and the step shared with the login and
+//! consent pages: sign-in needed? consent needed? else issue the code.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum_extra::extract::cookie::CookieJar;
+
+use super::AppState;
+use super::error::Unavailable;
+use super::pages::{self, SESSION_COOKIE};
+use crate::oidc::authorize::{
+    AuthorizationRequest, ClientView, ResponseMode, redirect_target, redirect_url, response_params,
+    too_old, validate,
+};
+use crate::oidc::claims::canonical_scope;
+use crate::oidc::params::Params;
+use crate::oidc::registration::GrantType;
+use crate::oidc::{Error, ErrorCode};
+use crate::storage::{ClientRecord, SessionRecord, unix_now};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/authorize", get(authorize_get).post(authorize_post))
+}
+
+async fn authorize_get(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    authorize(state, jar, params).await
+}
+
+/// OIDC Core §3.1.2.1: POST carries the same parameters form-encoded. A body of another
+/// type carries no parameters.
+async fn authorize_post(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = if is_form(&headers) {
+        Params::parse(&body)
+    } else {
+        Params::default()
+    };
+    authorize(state, jar, params).await
+}
+
+pub fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+pub fn client_view(client: &ClientRecord) -> ClientView<'_> {
+    ClientView {
+        id: &client.id,
+        public: client.token_endpoint_auth_method == "none",
+        redirect_uris: &client.redirect_uris,
+        extra_scopes: &client.scopes,
+        allows_code: client
+            .grant_types
+            .iter()
+            .any(|g| g == GrantType::AuthorizationCode.as_str()),
+    }
+}
+
+async fn authorize(state: AppState, jar: CookieJar, params: Params) -> Response {
+    let client = match params.get("client_id") {
+        Some(id) if id.len() <= 128 => match state.store.get_client(id).await {
+            Ok(c) => c,
+            Err(e) => return Unavailable::log(&e).into_response(),
+        },
+        _ => None,
+    };
+    let view = client.as_ref().map(client_view);
+    let redirect_uri = match redirect_target(&params, view.as_ref()) {
+        Ok(uri) => uri,
+        Err(e) => {
+            return pages::error_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "This sign-in request cannot continue",
+                e.message(),
+            );
+        }
+    };
+    let Some(view) = view else {
+        return pages::error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "Unknown application",
+            "The application is not registered.",
+        );
+    };
+    let request = match validate(&params, &view, redirect_uri.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            let mode = match params.get("response_mode") {
+                Some("form_post") => ResponseMode::FormPost,
+                _ => ResponseMode::Query,
+            };
+            return respond(&state, &redirect_uri, mode, params.get("state"), Err(&e));
+        }
+    };
+    let session = match current_session(&state, &jar).await {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    proceed(&state, jar, request, None, session, false).await
+}
+
+/// The live session behind the cookie, if any.
+pub async fn current_session(
+    state: &AppState,
+    jar: &CookieJar,
+) -> Result<Option<SessionRecord>, Box<Response>> {
+    let Some(cookie) = jar.get(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    state
+        .sessions
+        .current(cookie.value(), unix_now())
+        .await
+        .map_err(|e| Box::new(Unavailable::log(&e).into_response()))
+}
+
+/// Decides the next step for a validated request. `request_id` is set once the request
+/// is stored (the login and consent pages resume it); `fresh_login` when the user has
+/// just authenticated for this very request (so `prompt=login`/`max_age` are met).
+pub async fn proceed(
+    state: &AppState,
+    jar: CookieJar,
+    request: AuthorizationRequest,
+    request_id: Option<String>,
+    session: Option<SessionRecord>,
+    fresh_login: bool,
+) -> Response {
+    let now = unix_now();
+    let hint_sub = match request
+        .id_token_hint
+        .as_deref()
+        .map(|t| hinted_subject(state, t))
+    {
+        None => None,
+        Some(Some(sub)) => Some(sub),
+        Some(None) => {
+            let e =
+                Error::invalid_request("id_token_hint is not an ID token issued by this provider");
+            return finish(state, &request, request_id.as_deref(), Err(&e)).await;
+        }
+    };
+    let session = session.filter(|s| {
+        fresh_login
+            || !(request.prompt.login
+                || too_old(s.auth_time, request.max_age, now)
+                || hint_sub.as_deref().is_some_and(|h| h != s.user_id))
+    });
+    let Some(session) = session else {
+        if request.prompt.none {
+            // OIDC Core §3.1.2.6: no UI may be shown.
+            let e = Error::new(ErrorCode::LoginRequired, "the user must sign in");
+            return finish(state, &request, request_id.as_deref(), Err(&e)).await;
+        }
+        return to_page(state, jar, "/login", &request, request_id).await;
+    };
+
+    let client = match state.store.get_client(&request.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return pages::error_page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "The application is no longer registered.",
+            );
+        }
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    if !client.first_party {
+        let consented = if request.prompt.consent {
+            false
+        } else {
+            match state
+                .store
+                .has_consent(
+                    &session.user_id,
+                    &client.id,
+                    &canonical_scope(&request.scopes),
+                )
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => return Unavailable::log(&e).into_response(),
+            }
+        };
+        if !consented {
+            if request.prompt.none {
+                let e = Error::new(ErrorCode::ConsentRequired, "the user must consent");
+                return finish(state, &request, request_id.as_deref(), Err(&e)).await;
+            }
+            return to_page(state, jar, "/consent", &request, request_id).await;
+        }
+    }
+    issue(state, &request, request_id.as_deref(), &session).await
+}
+
+/// Stores the request (once) and sends the browser to a page that resumes it.
+async fn to_page(
+    state: &AppState,
+    jar: CookieJar,
+    page: &str,
+    request: &AuthorizationRequest,
+    request_id: Option<String>,
+) -> Response {
+    let id = match request_id {
+        Some(id) => id,
+        None => match state.sessions.save_request(request, unix_now()).await {
+            Ok(id) => id,
+            Err(e) => return Unavailable::log(&e).into_response(),
+        },
+    };
+    (jar, Redirect::to(&format!("{page}?req={id}"))).into_response()
+}
+
+/// Issues the code and answers the client.
+pub async fn issue(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    request_id: Option<&str>,
+    session: &SessionRecord,
+) -> Response {
+    let code = match state
+        .sessions
+        .issue_code(request, session, unix_now())
+        .await
+    {
+        Ok(code) => code,
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    finish(state, request, request_id, Ok(&code)).await
+}
+
+/// Answers the client once: a stored request is marked completed first, so a second
+/// submission of the same form cannot produce a second answer.
+pub async fn finish(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    request_id: Option<&str>,
+    outcome: Result<&str, &Error>,
+) -> Response {
+    if let Some(id) = request_id {
+        match state.sessions.complete_request(id, unix_now()).await {
+            Ok(true) => {}
+            Ok(false) => return expired_page(state),
+            Err(e) => return Unavailable::log(&e).into_response(),
+        }
+    }
+    respond(
+        state,
+        &request.redirect_uri,
+        request.response_mode,
+        request.state.as_deref(),
+        outcome,
+    )
+}
+
+pub fn expired_page(state: &AppState) -> Response {
+    pages::error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This sign-in request has expired",
+        "Go back to the application and start signing in again.",
+    )
+}
+
+/// The authorization response: a redirect (query) or an auto-posting form.
+fn respond(
+    state: &AppState,
+    redirect_uri: &str,
+    mode: ResponseMode,
+    client_state: Option<&str>,
+    outcome: Result<&str, &Error>,
+) -> Response {
+    let params = response_params(&state.config.server.issuer, client_state, outcome);
+    match mode {
+        ResponseMode::FormPost => pages::form_post(state, redirect_uri, &params),
+        ResponseMode::Query => match redirect_url(redirect_uri, &params) {
+            Some(url) => Redirect::to(&url).into_response(),
+            None => pages::error_page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "Invalid redirect",
+                "The application's return address is not valid.",
+            ),
+        },
+    }
+}
+
+/// OIDC Core §3.1.2.1 `id_token_hint`: an ID token we signed (expired is fine); its
+/// `sub`.
+fn hinted_subject(state: &AppState, token: &str) -> Option<String> {
+    let (claims, _) = state.keys.current().verify(token).ok()?;
+    if claims.get("iss")?.as_str()? != state.config.server.issuer {
+        return None;
+    }
+    claims.get("sub")?.as_str().map(str::to_string)
+}

@@ -1,0 +1,294 @@
+//! The hosted `/login` and `/consent` pages. Both resume a pending authorization
+//! request (`req`), and every POST carries a CSRF token bound to browser and request.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum_extra::extract::cookie::CookieJar;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::authorize::{current_session, expired_page, finish, is_form, issue, proceed};
+use super::error::Unavailable;
+use super::pages::{self, SESSION_COOKIE};
+use crate::oidc::authorize::AuthorizationRequest;
+use crate::oidc::claims::{canonical_scope, describe_scope};
+use crate::oidc::params::Params;
+use crate::oidc::{Error, ErrorCode};
+use crate::storage::unix_now;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login_submit))
+        .route("/consent", get(consent_page).post(consent_submit))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    req: Option<String>,
+}
+
+/// The pending request named by `req`, or a response explaining it is gone.
+async fn pending(state: &AppState, req: &str) -> Result<AuthorizationRequest, Box<Response>> {
+    match state.sessions.load_request(req, unix_now()).await {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(Box::new(expired_page(state))),
+        Err(e) => Err(Box::new(Unavailable::log(&e).into_response())),
+    }
+}
+
+async fn client_name(state: &AppState, client_id: &str) -> String {
+    match state.store.get_client(client_id).await {
+        Ok(Some(c)) => c.name.unwrap_or(c.id),
+        _ => client_id.to_string(),
+    }
+}
+
+#[derive(Serialize)]
+struct LoginContext<'a> {
+    client_name: Option<String>,
+    req: Option<&'a str>,
+    csrf_token: String,
+    username: &'a str,
+    error: Option<&'a str>,
+    allow_registration: bool,
+    forgot_password: bool,
+}
+
+async fn login_form(
+    state: &AppState,
+    jar: CookieJar,
+    req: Option<&str>,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let client_name = match req {
+        Some(r) => match pending(state, r).await {
+            Ok(request) => Some(client_name(state, &request.client_id).await),
+            Err(response) => return *response,
+        },
+        None => None,
+    };
+    let (jar, secret) = pages::csrf_secret(state, jar);
+    let context = LoginContext {
+        client_name,
+        req,
+        csrf_token: pages::csrf_token(&secret, req.unwrap_or_default()),
+        username,
+        error,
+        // The sign-up and reset pages arrive with the account flows.
+        allow_registration: false,
+        forgot_password: false,
+    };
+    (jar, pages::render(state, status, "login.html", context)).into_response()
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let hint = match &q.req {
+        Some(r) => match pending(&state, r).await {
+            Ok(request) => request.login_hint.unwrap_or_default(),
+            Err(response) => return *response,
+        },
+        None => String::new(),
+    };
+    login_form(&state, jar, q.req.as_deref(), &hint, None, StatusCode::OK).await
+}
+
+const BAD_CREDENTIALS: &str = "Incorrect username or password.";
+
+async fn login_submit(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = if is_form(&headers) {
+        Params::parse(&body)
+    } else {
+        Params::default()
+    };
+    let req = form.get("req").map(str::to_string);
+    if form.check_well_formed().is_err()
+        || !pages::csrf_ok(
+            &jar,
+            req.as_deref().unwrap_or_default(),
+            form.get("csrf_token"),
+        )
+    {
+        return pages::error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "This form has expired",
+            "Go back, reload the page and try again.",
+        );
+    }
+    let request = match &req {
+        Some(r) => match pending(&state, r).await {
+            Ok(request) => Some(request),
+            Err(response) => return *response,
+        },
+        None => None,
+    };
+    let username = form.get("username").unwrap_or_default().trim().to_string();
+    let password = SecretString::from(form.get("password").unwrap_or_default().to_string());
+    let user = match state.accounts.authenticate(&username, &password).await {
+        Ok(user) => user,
+        Err(crate::accounts::LoginError::Rejected) => {
+            return login_form(
+                &state,
+                jar,
+                req.as_deref(),
+                &username,
+                Some(BAD_CREDENTIALS),
+                StatusCode::OK,
+            )
+            .await;
+        }
+        Err(crate::accounts::LoginError::Internal(e)) => {
+            return Unavailable::log(&e).into_response();
+        }
+    };
+    let now = unix_now();
+    let old = jar.get(SESSION_COOKIE).map(|c| c.value().to_string());
+    let (cookie, session) = match state
+        .sessions
+        .start(&user.id, &["pwd"], old.as_deref(), now)
+        .await
+    {
+        Ok(started) => started,
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    let lifetime = session.expires_at - now;
+    let jar = jar.add(pages::cookie(&state, SESSION_COOKIE, cookie, lifetime));
+    match request {
+        Some(request) => proceed(&state, jar, request, req, Some(session), true).await,
+        None => (
+            jar,
+            pages::render(
+                &state,
+                StatusCode::OK,
+                "message.html",
+                minijinja::context! { title => "You are signed in", message => format!("Signed in as {}.", user.username) },
+            ),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct ScopeItem {
+    name: String,
+    description: String,
+}
+
+async fn consent_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let Some(req) = q.req else {
+        return expired_page(&state);
+    };
+    let request = match pending(&state, &req).await {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    let session = match current_session(&state, &jar).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Redirect::to(&format!("/login?req={req}")).into_response(),
+        Err(response) => return *response,
+    };
+    let username = match state.store.find_user_by_id(&session.user_id).await {
+        Ok(Some(u)) => u.username,
+        Ok(None) => return Redirect::to(&format!("/login?req={req}")).into_response(),
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    let scopes: Vec<ScopeItem> = request
+        .scopes
+        .iter()
+        .map(|s| ScopeItem {
+            name: s.clone(),
+            description: describe_scope(s),
+        })
+        .collect();
+    let (jar, secret) = pages::csrf_secret(&state, jar);
+    let context = serde_json::json!({
+        "client_name": client_name(&state, &request.client_id).await,
+        "client_id": request.client_id,
+        "username": username,
+        "scopes": scopes,
+        "req": req,
+        "csrf_token": pages::csrf_token(&secret, &req),
+    });
+    (
+        jar,
+        pages::render(&state, StatusCode::OK, "consent.html", context),
+    )
+        .into_response()
+}
+
+async fn consent_submit(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = if is_form(&headers) {
+        Params::parse(&body)
+    } else {
+        Params::default()
+    };
+    let Some(req) = form.get("req").map(str::to_string) else {
+        return expired_page(&state);
+    };
+    if form.check_well_formed().is_err() || !pages::csrf_ok(&jar, &req, form.get("csrf_token")) {
+        return pages::error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "This form has expired",
+            "Go back, reload the page and try again.",
+        );
+    }
+    let request = match pending(&state, &req).await {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    let session = match current_session(&state, &jar).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Redirect::to(&format!("/login?req={req}")).into_response(),
+        Err(response) => return *response,
+    };
+    match form.get("decision") {
+        Some("allow") => {
+            let scope = canonical_scope(&request.scopes);
+            if let Err(e) = state
+                .store
+                .grant_consent(&session.user_id, &request.client_id, &scope, unix_now())
+                .await
+            {
+                return Unavailable::log(&e).into_response();
+            }
+            issue(&state, &request, Some(&req), &session).await
+        }
+        Some("deny") => {
+            // RFC 6749 §4.1.2.1: the resource owner denied the request.
+            let e = Error::new(ErrorCode::AccessDenied, "the user denied the request");
+            finish(&state, &request, Some(&req), Err(&e)).await
+        }
+        _ => pages::error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "Unknown choice",
+            "Choose Allow or Deny.",
+        ),
+    }
+}

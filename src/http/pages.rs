@@ -1,0 +1,226 @@
+//! Hosted pages: templates compiled into the binary, security headers, cookies and
+//! CSRF tokens.
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use minijinja::Environment;
+use serde::Serialize;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+
+pub const SESSION_COOKIE: &str = "oxidp_session";
+pub const CSRF_COOKIE: &str = "oxidp_csrf";
+
+const STYLESHEET: &str = include_str!("../../assets/oxidp.css");
+/// Pages load nothing but our stylesheet and are never framed.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                        frame-ancestors 'none'; base-uri 'none'";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/assets/oxidp.css", get(stylesheet))
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// Every template, compiled in; `.html` names turn on auto-escaping.
+pub fn templates() -> Result<Environment<'static>, minijinja::Error> {
+    let mut env = Environment::new();
+    for (name, source) in [
+        ("base.html", include_str!("../../templates/base.html")),
+        ("login.html", include_str!("../../templates/login.html")),
+        ("consent.html", include_str!("../../templates/consent.html")),
+        ("error.html", include_str!("../../templates/error.html")),
+        ("message.html", include_str!("../../templates/message.html")),
+        (
+            "form_post.html",
+            include_str!("../../templates/form_post.html"),
+        ),
+    ] {
+        env.add_template(name, source)?;
+    }
+    Ok(env)
+}
+
+fn page_headers(headers: &mut HeaderMap, csp: &str) {
+    if let Ok(csp) = HeaderValue::from_str(csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// Renders a page with the hosted-page security headers.
+pub fn render(
+    state: &AppState,
+    status: StatusCode,
+    name: &str,
+    context: impl Serialize,
+) -> Response {
+    render_with_csp(state, status, name, context, PAGE_CSP)
+}
+
+pub fn render_with_csp(
+    state: &AppState,
+    status: StatusCode,
+    name: &str,
+    context: impl Serialize,
+    csp: &str,
+) -> Response {
+    let html = state
+        .templates
+        .get_template(name)
+        .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&context))));
+    match html {
+        Ok(html) => {
+            let mut response = (
+                status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                )],
+                html,
+            )
+                .into_response();
+            page_headers(response.headers_mut(), csp);
+            response
+        }
+        Err(e) => super::error::Unavailable::log(&e).into_response(),
+    }
+}
+
+/// An HTML error page (never a redirect): unknown client, unregistered redirect URI,
+/// expired form.
+pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
+    render(
+        state,
+        status,
+        "error.html",
+        minijinja::context! { title => title, message => message },
+    )
+}
+
+/// A cookie for oxidp's own pages: HttpOnly, SameSite=Lax, Path=/, Secure with an https
+/// issuer.
+pub fn cookie(
+    state: &AppState,
+    name: &'static str,
+    value: String,
+    max_age_seconds: i64,
+) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .secure(state.config.server.issuer.starts_with("https://"))
+        .max_age(time_duration(max_age_seconds))
+        .build()
+}
+
+fn time_duration(seconds: i64) -> time::Duration {
+    time::Duration::seconds(seconds)
+}
+
+/// The browser's CSRF secret, created on first use (double-submit: a cross-site form
+/// can neither read nor set it).
+pub fn csrf_secret(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
+    match jar.get(CSRF_COOKIE).map(|c| c.value().to_string()) {
+        Some(v) if v.len() == 43 => (jar, v),
+        _ => {
+            let secret = crate::sessions::new_opaque();
+            let jar = jar.add(cookie(state, CSRF_COOKIE, secret.clone(), 86_400));
+            (jar, secret)
+        }
+    }
+}
+
+/// The token a form carries: HMAC of the pending request id under the browser's secret,
+/// so a token is good only for this browser and this request.
+pub fn csrf_token(secret: &str, request_id: &str) -> String {
+    match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(b"oxidp-form:");
+            mac.update(request_id.as_bytes());
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    }
+}
+
+pub fn csrf_ok(jar: &CookieJar, request_id: &str, token: Option<&str>) -> bool {
+    let (Some(secret), Some(token)) = (jar.get(CSRF_COOKIE), token) else {
+        return false;
+    };
+    let expected = csrf_token(secret.value(), request_id);
+    !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// OAuth 2.0 Form Post Response Mode: an auto-submitting form to the client. The
+/// script runs under a per-response nonce; the form may post only to the client.
+pub fn form_post(state: &AppState, action: &str, params: &[(&'static str, String)]) -> Response {
+    let nonce = crate::sessions::new_opaque();
+    let origin = url::Url::parse(action)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; script-src 'nonce-{nonce}'; form-action {origin}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    let pairs: Vec<[&str; 2]> = params.iter().map(|(k, v)| [*k, v.as_str()]).collect();
+    render_with_csp(
+        state,
+        StatusCode::OK,
+        "form_post.html",
+        serde_json::json!({ "action": action, "params": pairs, "nonce": nonce }),
+        &csp,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_compiles() {
+        let env = templates().unwrap();
+        for name in [
+            "login.html",
+            "consent.html",
+            "error.html",
+            "message.html",
+            "form_post.html",
+        ] {
+            assert!(env.get_template(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn csrf_tokens_bind_browser_and_request() {
+        let a = csrf_token("secret-a", "req-1");
+        assert_eq!(a, csrf_token("secret-a", "req-1"));
+        assert_ne!(a, csrf_token("secret-b", "req-1"));
+        assert_ne!(a, csrf_token("secret-a", "req-2"));
+    }
+}

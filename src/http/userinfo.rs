@@ -1,0 +1,192 @@
+//! `GET/POST /userinfo` (OIDC Core §5.3) with bearer tokens per RFC 6750.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::authorize::is_form;
+use super::error::Unavailable;
+use super::token::user_claims;
+use crate::oidc::claims::OPENID;
+use crate::oidc::params::Params;
+use crate::oidc::tokens::{ACCESS_TOKEN_TYP, USERINFO_CLAIMS};
+use crate::storage::{UserRecord, unix_now};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/userinfo", get(userinfo_get).post(userinfo_post))
+}
+
+/// RFC 6750 §3: the `WWW-Authenticate` challenge, with an error code once a token was
+/// presented (§3.1: none when the request had no authentication at all).
+pub fn bearer_error(status: StatusCode, code: Option<&str>, description: &str) -> Response {
+    let challenge = match code {
+        Some(code) => {
+            format!("Bearer realm=\"oxidp\", error=\"{code}\", error_description=\"{description}\"")
+        }
+        None => "Bearer realm=\"oxidp\"".to_string(),
+    };
+    let body = match code {
+        Some(code) => json!({"error": code, "error_description": description}),
+        None => json!({"error": "invalid_token", "error_description": description}),
+    };
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, Response> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or_default();
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim().to_string()))
+        }
+        _ => Err(bearer_error(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+            "the Authorization header is not a Bearer token",
+        )),
+    }
+}
+
+async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match bearer_from_header(&headers) {
+        Ok(Some(token)) => answer(&state, &token).await,
+        Ok(None) => bearer_error(StatusCode::UNAUTHORIZED, None, "a bearer token is required"),
+        Err(response) => response,
+    }
+}
+
+/// RFC 6750 §2.2: POST may carry the token as `access_token` in a form body, but never
+/// in two places at once.
+async fn userinfo_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let from_header = match bearer_from_header(&headers) {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    let form = if is_form(&headers) {
+        Params::parse(&body)
+    } else {
+        Params::default()
+    };
+    if form.check_well_formed().is_err() {
+        return bearer_error(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+            "malformed form body",
+        );
+    }
+    match (from_header, form.get("access_token")) {
+        (Some(_), Some(_)) => bearer_error(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+            "the token was sent in more than one way",
+        ),
+        (Some(token), None) => answer(&state, &token).await,
+        (None, Some(token)) => answer(&state, token).await,
+        (None, None) => bearer_error(StatusCode::UNAUTHORIZED, None, "a bearer token is required"),
+    }
+}
+
+/// A valid access token's claims: our signature, `typ: at+jwt`, our issuer and
+/// audience, not expired, not revoked.
+pub async fn verify_access_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Map<String, Value>, Response> {
+    let invalid = |d: &str| bearer_error(StatusCode::UNAUTHORIZED, Some("invalid_token"), d);
+    let (claims, typ) = state
+        .keys
+        .current()
+        .verify(token)
+        .map_err(|_| invalid("the access token is invalid"))?;
+    let issuer = state.config.server.issuer.as_str();
+    let str_claim = |k: &str| claims.get(k).and_then(Value::as_str);
+    if typ.as_deref() != Some(ACCESS_TOKEN_TYP)
+        || str_claim("iss") != Some(issuer)
+        || str_claim("aud") != Some(issuer)
+    {
+        return Err(invalid("the token is not an access token of this provider"));
+    }
+    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+    if exp <= unix_now() {
+        return Err(invalid("the access token has expired"));
+    }
+    let jti = str_claim("jti").unwrap_or_default();
+    match state.store.is_access_token_revoked(jti).await {
+        Ok(false) => Ok(claims),
+        Ok(true) => Err(invalid("the access token was revoked")),
+        Err(e) => Err(Unavailable::log(&e).into_response()),
+    }
+}
+
+async fn answer(state: &AppState, token: &str) -> Response {
+    let claims = match verify_access_token(state, token).await {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let scopes: Vec<String> = claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !scopes.iter().any(|s| s == OPENID) {
+        return bearer_error(
+            StatusCode::FORBIDDEN,
+            Some("insufficient_scope"),
+            "the token lacks the openid scope",
+        );
+    }
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let user: UserRecord = match state.store.find_user_by_id(sub).await {
+        Ok(Some(u)) if !u.disabled => u,
+        Ok(_) => {
+            return bearer_error(
+                StatusCode::UNAUTHORIZED,
+                Some("invalid_token"),
+                "the user is no longer active",
+            );
+        }
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    let requested: Vec<String> = claims
+        .get(USERINFO_CLAIMS)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut body = Map::new();
+    body.insert("sub".into(), json!(user.id));
+    user_claims(&user).release_into(&mut body, &scopes, &requested);
+    let mut response = (StatusCode::OK, Json(Value::Object(body))).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,236 @@
+//! Browser sessions, pending authorization requests and authorization codes. Every
+//! opaque value (cookie, request id, code) is 256 random bits, handed out once and
+//! stored only as its SHA-256.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::oidc::authorize::AuthorizationRequest;
+use crate::oidc::claims::ClaimsRequest;
+use crate::storage::{CodeRecord, Redeemed, SessionRecord, Store, StoreError};
+
+/// A pending authorization request lives this long (issue: 10 minutes).
+pub const REQUEST_LIFETIME: i64 = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored data is unreadable: {0}")]
+    Data(#[from] serde_json::Error),
+}
+
+/// 256 random bits, base64url: 43 characters.
+pub fn new_opaque() -> String {
+    let bytes: [u8; 32] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn hash_opaque(value: &str) -> Vec<u8> {
+    Sha256::digest(value.as_bytes()).to_vec()
+}
+
+/// What a code is bound to (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub redirect_uri: String,
+    pub redirect_uri_sent: bool,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub claims: ClaimsRequest,
+    pub auth_time: i64,
+    pub sid: String,
+}
+
+/// A code as found at the token endpoint.
+#[derive(Debug, Clone)]
+pub struct FoundCode {
+    pub client_id: String,
+    pub user_id: String,
+    pub grant: CodeGrant,
+    pub expires_at: i64,
+    pub used: bool,
+    /// The access token the first redemption issued.
+    pub first_jti: Option<String>,
+}
+
+impl FoundCode {
+    fn from_record(r: CodeRecord) -> Result<Self, SessionError> {
+        Ok(Self {
+            grant: serde_json::from_str(&r.grant_data)?,
+            client_id: r.client_id,
+            user_id: r.user_id,
+            expires_at: r.expires_at,
+            used: r.used_at.is_some(),
+            first_jti: r.access_token_jti,
+        })
+    }
+}
+
+/// The outcome of redeeming a code.
+#[derive(Debug)]
+pub enum Redemption {
+    Fresh,
+    /// Someone used it first; their access token (`jti`) must be revoked.
+    Replayed {
+        first_jti: Option<String>,
+    },
+    Unknown,
+}
+
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    store: Store,
+    session_lifetime: i64,
+    code_lifetime: i64,
+}
+
+impl Sessions {
+    pub fn new(store: Store, session_lifetime: i64, code_lifetime: i64) -> Self {
+        Self {
+            store,
+            session_lifetime,
+            code_lifetime,
+        }
+    }
+
+    /// Starts a session after a successful login; the cookie it replaces (if any) ends,
+    /// so the session id changes at every authentication (no session fixation).
+    pub async fn start(
+        &self,
+        user_id: &str,
+        amr: &[&str],
+        replaces: Option<&str>,
+        now: i64,
+    ) -> Result<(String, SessionRecord), SessionError> {
+        let cookie = new_opaque();
+        let record = SessionRecord {
+            sid: uuid::Uuid::new_v4().to_string(),
+            user_id: user_id.to_string(),
+            auth_time: now,
+            amr: amr.iter().map(|s| s.to_string()).collect(),
+            expires_at: now + self.session_lifetime,
+        };
+        let old = replaces.map(hash_opaque);
+        self.store
+            .create_session(&hash_opaque(&cookie), &record, old.as_deref(), now)
+            .await?;
+        Ok((cookie, record))
+    }
+
+    pub async fn current(
+        &self,
+        cookie: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, SessionError> {
+        Ok(self.store.find_session(&hash_opaque(cookie), now).await?)
+    }
+
+    pub async fn save_request(
+        &self,
+        request: &AuthorizationRequest,
+        now: i64,
+    ) -> Result<String, SessionError> {
+        let id = new_opaque();
+        let json = serde_json::to_string(request)?;
+        self.store
+            .save_authorization_request(
+                &hash_opaque(&id),
+                &request.client_id,
+                &json,
+                now,
+                now + REQUEST_LIFETIME,
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// The pending request, unless it expired or was already answered.
+    pub async fn load_request(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<AuthorizationRequest>, SessionError> {
+        if id.len() > 64 {
+            return Ok(None);
+        }
+        match self
+            .store
+            .find_authorization_request(&hash_opaque(id), now)
+            .await?
+        {
+            Some(json) => Ok(Some(serde_json::from_str(&json)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks a pending request answered; false when it already was.
+    pub async fn complete_request(&self, id: &str, now: i64) -> Result<bool, SessionError> {
+        Ok(self
+            .store
+            .complete_authorization_request(&hash_opaque(id), now)
+            .await?)
+    }
+
+    /// Issues a single-use code bound to everything the token request must match.
+    pub async fn issue_code(
+        &self,
+        request: &AuthorizationRequest,
+        session: &SessionRecord,
+        now: i64,
+    ) -> Result<String, SessionError> {
+        let code = new_opaque();
+        let grant = CodeGrant {
+            redirect_uri: request.redirect_uri.clone(),
+            redirect_uri_sent: request.redirect_uri_sent,
+            scopes: request.scopes.clone(),
+            nonce: request.nonce.clone(),
+            code_challenge: request.code_challenge.clone(),
+            claims: request.claims.clone(),
+            auth_time: session.auth_time,
+            sid: session.sid.clone(),
+        };
+        self.store
+            .insert_code(
+                &hash_opaque(&code),
+                &request.client_id,
+                &session.user_id,
+                &serde_json::to_string(&grant)?,
+                now,
+                now + self.code_lifetime,
+            )
+            .await?;
+        Ok(code)
+    }
+
+    pub async fn find_code(&self, code: &str) -> Result<Option<FoundCode>, SessionError> {
+        if code.len() > 64 {
+            return Ok(None);
+        }
+        match self.store.find_code(&hash_opaque(code)).await? {
+            Some(r) => Ok(Some(FoundCode::from_record(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks the code used by the token `jti`, atomically.
+    pub async fn redeem_code(
+        &self,
+        code: &str,
+        jti: &str,
+        now: i64,
+    ) -> Result<Redemption, SessionError> {
+        Ok(
+            match self.store.redeem_code(&hash_opaque(code), jti, now).await? {
+                Redeemed::Fresh(_) => Redemption::Fresh,
+                Redeemed::Replayed(r) => Redemption::Replayed {
+                    first_jti: r.access_token_jti,
+                },
+                Redeemed::Unknown => Redemption::Unknown,
+            },
+        )
+    }
+}

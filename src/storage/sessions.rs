@@ -1,0 +1,343 @@
+//! Browser sessions, pending authorization requests, codes, consents and revoked access
+//! tokens. Every opaque value arrives here already hashed.
+
+use sqlx::Row;
+
+use super::{Result, Store, dispatch};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub sid: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub expires_at: i64,
+}
+
+/// A code row as the token endpoint needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    pub client_id: String,
+    pub user_id: String,
+    pub grant_data: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub access_token_jti: Option<String>,
+}
+
+/// What redeeming a code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    /// First use: the code is now marked used and bound to `jti`.
+    Fresh(CodeRecord),
+    /// Used before: the caller revokes what the first use issued.
+    Replayed(CodeRecord),
+    Unknown,
+}
+
+impl Store {
+    /// Creates a session, ending the one it replaces (session id rotation at login), in
+    /// one transaction.
+    pub async fn create_session(
+        &self,
+        id_hash: &[u8],
+        session: &SessionRecord,
+        replaces: Option<&[u8]>,
+        now: i64,
+    ) -> Result<()> {
+        dispatch!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if let Some(old) = replaces {
+                sqlx::query("UPDATE browser_sessions SET ended_at = $2 WHERE id_hash = $1 AND ended_at IS NULL")
+                    .bind(old)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT INTO browser_sessions (id_hash, sid, user_id, auth_time, amr, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id_hash)
+            .bind(&session.sid)
+            .bind(&session.user_id)
+            .bind(session.auth_time)
+            .bind(session.amr.join(" "))
+            .bind(now)
+            .bind(session.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The live session behind a cookie hash: not ended, not expired, user enabled.
+    pub async fn find_session(&self, id_hash: &[u8], now: i64) -> Result<Option<SessionRecord>> {
+        let row: Option<(String, String, i64, String, i64)> = dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT s.sid, s.user_id, s.auth_time, s.amr, s.expires_at FROM browser_sessions s \
+                 JOIN users u ON u.id = s.user_id \
+                 WHERE s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > $2 AND u.disabled = FALSE",
+            )
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(
+            row.map(|(sid, user_id, auth_time, amr, expires_at)| SessionRecord {
+                sid,
+                user_id,
+                auth_time,
+                amr: amr.split_whitespace().map(str::to_string).collect(),
+                expires_at,
+            }),
+        )
+    }
+
+    pub async fn save_authorization_request(
+        &self,
+        id_hash: &[u8],
+        client_id: &str,
+        request_json: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query(
+                "INSERT INTO authorization_requests (id_hash, client_id, request, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id_hash)
+            .bind(client_id)
+            .bind(request_json)
+            .bind(now)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The stored request JSON when it is neither expired nor completed.
+    pub async fn find_authorization_request(
+        &self,
+        id_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<String>> {
+        Ok(dispatch!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT request FROM authorization_requests \
+                 WHERE id_hash = $1 AND completed_at IS NULL AND expires_at > $2",
+            )
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Marks a pending request completed; false when it was already (a pending request
+    /// answers once).
+    pub async fn complete_authorization_request(&self, id_hash: &[u8], now: i64) -> Result<bool> {
+        let done = dispatch!(self, pool => {
+            sqlx::query(
+                "UPDATE authorization_requests SET completed_at = $2 \
+                 WHERE id_hash = $1 AND completed_at IS NULL AND expires_at > $2",
+            )
+            .bind(id_hash)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    pub async fn insert_code(
+        &self,
+        code_hash: &[u8],
+        client_id: &str,
+        user_id: &str,
+        grant_data: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query(
+                "INSERT INTO authorization_codes (code_hash, client_id, user_id, grant_data, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(code_hash)
+            .bind(client_id)
+            .bind(user_id)
+            .bind(grant_data)
+            .bind(now)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Marks a code used and records the access token it issues, atomically: of two
+    /// concurrent redemptions exactly one is `Fresh`.
+    pub async fn redeem_code(&self, code_hash: &[u8], jti: &str, now: i64) -> Result<Redeemed> {
+        let (won, row) = dispatch!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let won = sqlx::query(
+                "UPDATE authorization_codes SET used_at = $2, access_token_jti = $3 \
+                 WHERE code_hash = $1 AND used_at IS NULL",
+            )
+            .bind(code_hash)
+            .bind(now)
+            .bind(jti)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            let row = sqlx::query(
+                "SELECT client_id, user_id, grant_data, expires_at, used_at, access_token_jti \
+                 FROM authorization_codes WHERE code_hash = $1",
+            )
+            .bind(code_hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let record = match row {
+                Some(row) => Some(CodeRecord {
+                    client_id: row.try_get("client_id")?,
+                    user_id: row.try_get("user_id")?,
+                    grant_data: row.try_get("grant_data")?,
+                    expires_at: row.try_get("expires_at")?,
+                    used_at: row.try_get("used_at")?,
+                    access_token_jti: row.try_get("access_token_jti")?,
+                }),
+                None => None,
+            };
+            tx.commit().await?;
+            (won, record)
+        });
+        Ok(match (won, row) {
+            (true, Some(r)) => Redeemed::Fresh(r),
+            (false, Some(r)) => Redeemed::Replayed(r),
+            (_, None) => Redeemed::Unknown,
+        })
+    }
+
+    /// A code row without changing it (validation happens before redemption).
+    pub async fn find_code(&self, code_hash: &[u8]) -> Result<Option<CodeRecord>> {
+        Ok(dispatch!(self, pool => {
+            match sqlx::query(
+                "SELECT client_id, user_id, grant_data, expires_at, used_at, access_token_jti \
+                 FROM authorization_codes WHERE code_hash = $1",
+            )
+            .bind(code_hash)
+            .fetch_optional(pool)
+            .await?
+            {
+                Some(row) => Some(CodeRecord {
+                    client_id: row.try_get("client_id")?,
+                    user_id: row.try_get("user_id")?,
+                    grant_data: row.try_get("grant_data")?,
+                    expires_at: row.try_get("expires_at")?,
+                    used_at: row.try_get("used_at")?,
+                    access_token_jti: row.try_get("access_token_jti")?,
+                }),
+                None => None,
+            }
+        }))
+    }
+
+    pub async fn revoke_access_token(&self, jti: &str, expires_at: i64, now: i64) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query(
+                "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (jti) DO NOTHING",
+            )
+            .bind(jti)
+            .bind(expires_at)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool> {
+        let found: Option<i64> = dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT revoked_at FROM revoked_access_tokens WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.is_some())
+    }
+
+    pub async fn has_consent(&self, user_id: &str, client_id: &str, scope: &str) -> Result<bool> {
+        let found: Option<i64> = dispatch!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT granted_at FROM consents WHERE user_id = $1 AND client_id = $2 AND scope = $3",
+            )
+            .bind(user_id)
+            .bind(client_id)
+            .bind(scope)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.is_some())
+    }
+
+    pub async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query(
+                "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (user_id, client_id, scope) DO UPDATE SET granted_at = excluded.granted_at",
+            )
+            .bind(user_id)
+            .bind(client_id)
+            .bind(scope)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// A user by `sub`, with roles.
+    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<super::UserRecord>> {
+        let username: Option<String> = dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        match username {
+            Some(u) => self.find_user_by_username(&u).await,
+            None => Ok(None),
+        }
+    }
+
+    /// A user by username or e-mail address (the login form takes either).
+    pub async fn find_user_by_login(&self, login: &str) -> Result<Option<super::UserRecord>> {
+        if let Some(user) = self.find_user_by_username(login).await? {
+            return Ok(Some(user));
+        }
+        let username: Option<String> = dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT username FROM users WHERE email = $1")
+                .bind(login.trim().to_lowercase())
+                .fetch_optional(pool)
+                .await?
+        });
+        match username {
+            Some(u) => self.find_user_by_username(&u).await,
+            None => Ok(None),
+        }
+    }
+}
