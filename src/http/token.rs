@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
 /// A token-endpoint failure: a protocol error, or an internal one (503).
 pub enum TokenFailure {
     Protocol { error: Error, basic_used: bool },
-    Internal(Response),
+    Internal(Box<Response>),
 }
 
 impl From<Error> for TokenFailure {
@@ -44,7 +44,7 @@ impl From<Error> for TokenFailure {
 }
 
 fn internal(e: &dyn std::fmt::Display) -> TokenFailure {
-    TokenFailure::Internal(Unavailable::log(e).into_response())
+    TokenFailure::Internal(Box::new(Unavailable::log(e).into_response()))
 }
 
 /// RFC 6749 §5.2 error JSON; 401 with `WWW-Authenticate` for a failed Basic
@@ -84,7 +84,7 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
             response
         }
         Err(TokenFailure::Protocol { error, basic_used }) => error_response(&error, basic_used),
-        Err(TokenFailure::Internal(response)) => response,
+        Err(TokenFailure::Internal(response)) => *response,
     }
 }
 

@@ -47,7 +47,7 @@ pub fn bearer_error(status: StatusCode, code: Option<&str>, description: &str) -
     response
 }
 
-fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, Response> {
+fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -58,11 +58,11 @@ fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, Response> {
         {
             Ok(Some(token.trim().to_string()))
         }
-        _ => Err(bearer_error(
+        _ => Err(Box::new(bearer_error(
             StatusCode::BAD_REQUEST,
             Some("invalid_request"),
             "the Authorization header is not a Bearer token",
-        )),
+        ))),
     }
 }
 
@@ -70,7 +70,7 @@ async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Resp
     match bearer_from_header(&headers) {
         Ok(Some(token)) => answer(&state, &token).await,
         Ok(None) => bearer_error(StatusCode::UNAUTHORIZED, None, "a bearer token is required"),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -79,7 +79,7 @@ async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Resp
 async fn userinfo_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let from_header = match bearer_from_header(&headers) {
         Ok(t) => t,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let form = if is_form(&headers) {
         Params::parse(&body)
@@ -110,8 +110,14 @@ async fn userinfo_post(State(state): State<AppState>, headers: HeaderMap, body: 
 pub async fn verify_access_token(
     state: &AppState,
     token: &str,
-) -> Result<Map<String, Value>, Response> {
-    let invalid = |d: &str| bearer_error(StatusCode::UNAUTHORIZED, Some("invalid_token"), d);
+) -> Result<Map<String, Value>, Box<Response>> {
+    let invalid = |d: &str| {
+        Box::new(bearer_error(
+            StatusCode::UNAUTHORIZED,
+            Some("invalid_token"),
+            d,
+        ))
+    };
     let (claims, typ) = state
         .keys
         .current()
@@ -133,14 +139,14 @@ pub async fn verify_access_token(
     match state.store.is_access_token_revoked(jti).await {
         Ok(false) => Ok(claims),
         Ok(true) => Err(invalid("the access token was revoked")),
-        Err(e) => Err(Unavailable::log(&e).into_response()),
+        Err(e) => Err(Box::new(Unavailable::log(&e).into_response())),
     }
 }
 
 async fn answer(state: &AppState, token: &str) -> Response {
     let claims = match verify_access_token(state, token).await {
         Ok(c) => c,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let scopes: Vec<String> = claims
         .get("scope")
