@@ -371,3 +371,170 @@ pub fn run_binary(
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
+
+/// The value of a hidden `<input name=… value=…>` in a page, HTML entities decoded.
+pub fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = start + html[start..].find('"')?;
+    Some(html_decode(&html[start..end]))
+}
+
+pub fn html_decode(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A seeded user and two clients (confidential and public) for flow tests.
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const CLIENT: &str = "rp";
+pub const CLIENT_SECRET: &str = "rp-secret-that-is-long-enough-0123456789";
+pub const PUBLIC_CLIENT: &str = "spa";
+pub const REDIRECT: &str = "https://rp.example/cb";
+
+pub fn flow_options() -> Options {
+    Options {
+        extra_toml: format!(
+            r#"
+[[users]]
+username = "{USER}"
+email = "alice@example.com"
+password = "{PASSWORD}"
+name = "Alice Example"
+given_name = "Alice"
+family_name = "Example"
+roles = ["admin"]
+
+[[clients]]
+id = "{CLIENT}"
+name = "Relying Party"
+secret = "{CLIENT_SECRET}"
+redirect_uris = ["{REDIRECT}", "http://127.0.0.1/native"]
+
+[[clients]]
+id = "{PUBLIC_CLIENT}"
+token_endpoint_auth_method = "none"
+redirect_uris = ["{REDIRECT}"]
+
+[[clients]]
+id = "first"
+secret = "{CLIENT_SECRET}"
+first_party = true
+redirect_uris = ["{REDIRECT}"]
+
+[[clients]]
+id = "poster"
+secret = "{CLIENT_SECRET}"
+token_endpoint_auth_method = "client_secret_post"
+redirect_uris = ["{REDIRECT}"]
+"#
+        ),
+        ..Options::default()
+    }
+}
+
+pub async fn spawn_flow_app() -> TestApp {
+    spawn_app_with(flow_options()).await
+}
+
+impl TestApp {
+    fn location(response: &reqwest::Response) -> String {
+        response
+            .headers()
+            .get("location")
+            .unwrap_or_else(|| panic!("no Location on {}", response.status()))
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn absolute(&self, location: &str) -> String {
+        if location.starts_with('/') {
+            self.url(location)
+        } else {
+            location.to_string()
+        }
+    }
+
+    /// Follows an authorization URL through login (when asked) and consent (when shown,
+    /// answering `decision`) as a browser would, and returns the final redirect to the
+    /// client.
+    pub async fn authorize_as(
+        &self,
+        url: &str,
+        username: &str,
+        password: &str,
+        decision: &str,
+    ) -> url::Url {
+        let mut response = self.http.get(url).send().await.unwrap();
+        for _ in 0..6 {
+            assert!(
+                response.status().is_redirection(),
+                "expected a redirect, got {}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+            let location = Self::location(&response);
+            if !location.starts_with('/') && !location.starts_with(&self.address) {
+                return url::Url::parse(&location).unwrap();
+            }
+            let page_url = self.absolute(&location);
+            let page = self.http.get(&page_url).send().await.unwrap();
+            assert_eq!(page.status(), 200, "{page_url}");
+            let html = page.text().await.unwrap();
+            let csrf = hidden_input(&html, "csrf_token").expect("csrf_token on the page");
+            let req = hidden_input(&html, "req").unwrap_or_default();
+            response = if page_url.contains("/login") {
+                self.http
+                    .post(self.url("/login"))
+                    .form(&[
+                        ("username", username),
+                        ("password", password),
+                        ("csrf_token", &csrf),
+                        ("req", &req),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+            } else {
+                self.http
+                    .post(self.url("/consent"))
+                    .form(&[("decision", decision), ("csrf_token", &csrf), ("req", &req)])
+                    .send()
+                    .await
+                    .unwrap()
+            };
+        }
+        panic!("too many steps");
+    }
+
+    /// Signs in and consents; returns the redirect to the client.
+    pub async fn authorize(&self, url: &str) -> url::Url {
+        self.authorize_as(url, USER, PASSWORD, "allow").await
+    }
+
+    /// POSTs a form to /token with optional Basic credentials.
+    pub async fn token(
+        &self,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.url("/token")).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        request.send().await.unwrap()
+    }
+}
+
+/// The named query parameter of a URL.
+pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}

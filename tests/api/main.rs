@@ -7,6 +7,7 @@ mod helpers;
 mod cli;
 mod config_errors;
 mod discovery;
+mod flow;
 mod health;
 mod keys;
 mod lifecycle;
