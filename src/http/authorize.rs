@@ -146,6 +146,18 @@ pub async fn proceed(
     session: Option<SessionRecord>,
     fresh_login: bool,
 ) -> Response {
+    // Whatever the outcome, the cookies set on the way (a new session) go with it.
+    let response = decide(state, request, request_id, session, fresh_login).await;
+    (jar, response).into_response()
+}
+
+async fn decide(
+    state: &AppState,
+    request: AuthorizationRequest,
+    request_id: Option<String>,
+    session: Option<SessionRecord>,
+    fresh_login: bool,
+) -> Response {
     let now = unix_now();
     let hint_sub = match request
         .id_token_hint
@@ -172,7 +184,7 @@ pub async fn proceed(
             let e = Error::new(ErrorCode::LoginRequired, "the user must sign in");
             return finish(state, &request, request_id.as_deref(), Err(&e)).await;
         }
-        return to_page(state, jar, "/login", &request, request_id).await;
+        return to_page(state, "/login", &request, request_id).await;
     };
 
     let client = match state.store.get_client(&request.client_id).await {
@@ -209,7 +221,7 @@ pub async fn proceed(
                 let e = Error::new(ErrorCode::ConsentRequired, "the user must consent");
                 return finish(state, &request, request_id.as_deref(), Err(&e)).await;
             }
-            return to_page(state, jar, "/consent", &request, request_id).await;
+            return to_page(state, "/consent", &request, request_id).await;
         }
     }
     issue(state, &request, request_id.as_deref(), &session).await
@@ -218,7 +230,6 @@ pub async fn proceed(
 /// Stores the request (once) and sends the browser to a page that resumes it.
 async fn to_page(
     state: &AppState,
-    jar: CookieJar,
     page: &str,
     request: &AuthorizationRequest,
     request_id: Option<String>,
@@ -230,7 +241,7 @@ async fn to_page(
             Err(e) => return Unavailable::log(&e).into_response(),
         },
     };
-    (jar, Redirect::to(&format!("{page}?req={id}"))).into_response()
+    Redirect::to(&format!("{page}?req={id}")).into_response()
 }
 
 /// Issues the code and answers the client.

@@ -121,6 +121,7 @@ pub struct TestApp {
     pub port: u16,
     pub issuer: String,
     pub http: reqwest::Client,
+    cookies: std::sync::Arc<reqwest::cookie::Jar>,
     pub dir: TempDir,
     pub db: TestDb,
     /// The exact TOML the server was started with; CLI tests pass it as `--config`.
@@ -201,15 +202,17 @@ async fn start(dir: TempDir, db: TestDb, options: Options) -> TestApp {
                     let _ = rx.await;
                 }));
                 let address = format!("http://127.0.0.1:{port}");
+                let cookies = std::sync::Arc::new(reqwest::cookie::Jar::default());
                 return TestApp {
                     issuer: address.clone(),
                     address,
                     port,
                     http: reqwest::Client::builder()
                         .redirect(reqwest::redirect::Policy::none())
-                        .cookie_store(true)
+                        .cookie_provider(cookies.clone())
                         .build()
                         .unwrap(),
+                    cookies,
                     dir,
                     db,
                     config_toml: text,
@@ -471,7 +474,41 @@ impl TestApp {
         password: &str,
         decision: &str,
     ) -> url::Url {
-        let mut response = self.http.get(url).send().await.unwrap();
+        self.authorize_in(&self.http, url, username, password, decision)
+            .await
+    }
+
+    /// A second, independent browser (its own cookie jar).
+    pub fn new_browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .build()
+            .unwrap()
+    }
+
+    /// The value of one of oxidp's cookies in this app's browser.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let url = url::Url::parse(&self.address).unwrap();
+        let header = self.cookies.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|c| c.strip_prefix(&format!("{name}=")).map(str::to_string))
+    }
+
+    /// `authorize_as` in the given browser.
+    pub async fn authorize_in(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        username: &str,
+        password: &str,
+        decision: &str,
+    ) -> url::Url {
+        let mut response = http.get(url).send().await.unwrap();
         for _ in 0..6 {
             assert!(
                 response.status().is_redirection(),
@@ -484,14 +521,13 @@ impl TestApp {
                 return url::Url::parse(&location).unwrap();
             }
             let page_url = self.absolute(&location);
-            let page = self.http.get(&page_url).send().await.unwrap();
+            let page = http.get(&page_url).send().await.unwrap();
             assert_eq!(page.status(), 200, "{page_url}");
             let html = page.text().await.unwrap();
             let csrf = hidden_input(&html, "csrf_token").expect("csrf_token on the page");
             let req = hidden_input(&html, "req").unwrap_or_default();
             response = if page_url.contains("/login") {
-                self.http
-                    .post(self.url("/login"))
+                http.post(self.url("/login"))
                     .form(&[
                         ("username", username),
                         ("password", password),
@@ -502,8 +538,7 @@ impl TestApp {
                     .await
                     .unwrap()
             } else {
-                self.http
-                    .post(self.url("/consent"))
+                http.post(self.url("/consent"))
                     .form(&[("decision", decision), ("csrf_token", &csrf), ("req", &req)])
                     .send()
                     .await

@@ -11,3 +11,4 @@ mod flow;
 mod health;
 mod keys;
 mod lifecycle;
+mod prompt;
