@@ -5,8 +5,8 @@ use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
 };
 use openidconnect::{
-    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    AccessTokenHash, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
 };
 use serde_json::Value;
 
@@ -29,13 +29,19 @@ async fn discover(app: &TestApp) -> CoreProviderMetadata {
 
 /// Full flow with the `openidconnect` crate: PKCE, nonce, state, code exchange with its
 /// complete ID-token verification (signature, iss, aud, exp, nonce, at_hash), UserInfo.
-async fn openidconnect_flow(app: &TestApp, client_id: &str, secret: Option<&str>) {
+async fn openidconnect_flow(app: &TestApp, client_id: &str, secret: Option<&str>, post: bool) {
     let metadata = discover(app).await;
+    let auth_type = if post {
+        AuthType::RequestBody
+    } else {
+        AuthType::BasicAuth
+    };
     let client = CoreClient::from_provider_metadata(
         metadata,
         ClientId::new(client_id.to_string()),
         secret.map(|s| ClientSecret::new(s.to_string())),
     )
+    .set_auth_type(auth_type)
     .set_redirect_uri(RedirectUrl::new(REDIRECT.to_string()).unwrap());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, csrf, nonce) = client
@@ -109,13 +115,19 @@ async fn openidconnect_flow(app: &TestApp, client_id: &str, secret: Option<&str>
 #[tokio::test]
 async fn openidconnect_rp_confidential_client_with_basic_auth() {
     let app = spawn_flow_app().await;
-    openidconnect_flow(&app, CLIENT, Some(CLIENT_SECRET)).await;
+    openidconnect_flow(&app, CLIENT, Some(CLIENT_SECRET), false).await;
+}
+
+#[tokio::test]
+async fn openidconnect_rp_client_secret_post() {
+    let app = spawn_flow_app().await;
+    openidconnect_flow(&app, "poster", Some(CLIENT_SECRET), true).await;
 }
 
 #[tokio::test]
 async fn openidconnect_rp_public_client_with_pkce() {
     let app = spawn_flow_app().await;
-    openidconnect_flow(&app, PUBLIC_CLIENT, None).await;
+    openidconnect_flow(&app, PUBLIC_CLIENT, None, false).await;
 }
 
 fn decode_jwt_part(token: &str, part: usize) -> Value {
