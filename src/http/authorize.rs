@@ -244,6 +244,19 @@ async fn to_page(
     Redirect::to(&format!("{page}?req={id}")).into_response()
 }
 
+/// Claims a stored request for its one answer; of concurrent submissions of the same
+/// form exactly one gets through, before anything (a code) is created for it.
+async fn claim(state: &AppState, request_id: Option<&str>) -> Result<(), Box<Response>> {
+    let Some(id) = request_id else {
+        return Ok(());
+    };
+    match state.sessions.complete_request(id, unix_now()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Box::new(expired_page(state))),
+        Err(e) => Err(Box::new(Unavailable::log(&e).into_response())),
+    }
+}
+
 /// Issues the code and answers the client.
 pub async fn issue(
     state: &AppState,
@@ -251,6 +264,9 @@ pub async fn issue(
     request_id: Option<&str>,
     session: &SessionRecord,
 ) -> Response {
+    if let Err(response) = claim(state, request_id).await {
+        return *response;
+    }
     let code = match state
         .sessions
         .issue_code(request, session, unix_now())
@@ -259,24 +275,27 @@ pub async fn issue(
         Ok(code) => code,
         Err(e) => return Unavailable::log(&e).into_response(),
     };
-    finish(state, request, request_id, Ok(&code)).await
+    answer(state, request, Ok(&code))
 }
 
-/// Answers the client once: a stored request is marked completed first, so a second
-/// submission of the same form cannot produce a second answer.
+/// Answers the client with an error, once.
 pub async fn finish(
     state: &AppState,
     request: &AuthorizationRequest,
     request_id: Option<&str>,
     outcome: Result<&str, &Error>,
 ) -> Response {
-    if let Some(id) = request_id {
-        match state.sessions.complete_request(id, unix_now()).await {
-            Ok(true) => {}
-            Ok(false) => return expired_page(state),
-            Err(e) => return Unavailable::log(&e).into_response(),
-        }
+    if let Err(response) = claim(state, request_id).await {
+        return *response;
     }
+    answer(state, request, outcome)
+}
+
+fn answer(
+    state: &AppState,
+    request: &AuthorizationRequest,
+    outcome: Result<&str, &Error>,
+) -> Response {
     respond(
         state,
         &request.redirect_uri,

@@ -1,7 +1,7 @@
 //! Request parameters as RFC 6749 defines them: form-urlencoded, each at most once
 //! (§3.1, §3.2), empty values treated as absent (§3.1).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::error::Error;
 
@@ -12,7 +12,9 @@ pub const MAX_VALUE_LEN: usize = 4096;
 #[derive(Debug, Default, Clone)]
 pub struct Params {
     values: HashMap<String, String>,
-    duplicate: Option<String>,
+    /// Every repeated key: the ones that decide where errors go (`client_id`,
+    /// `redirect_uri`) must be seen even when another key repeated first.
+    duplicates: BTreeSet<String>,
     too_long: Option<String>,
 }
 
@@ -34,8 +36,8 @@ impl Params {
             if value.len() > MAX_VALUE_LEN && params.too_long.is_none() {
                 params.too_long = Some(key.clone());
             }
-            if params.values.contains_key(&key) && params.duplicate.is_none() {
-                params.duplicate = Some(key.clone());
+            if params.values.contains_key(&key) {
+                params.duplicates.insert(key.clone());
             }
             params.values.insert(key, value);
         }
@@ -50,7 +52,7 @@ impl Params {
     /// once"; oversized values are refused for the same reason (no ambiguity, bounded
     /// work).
     pub fn check_well_formed(&self) -> Result<(), Error> {
-        if let Some(key) = &self.duplicate {
+        if let Some(key) = self.duplicates.iter().next() {
             return Err(Error::invalid_request(format!(
                 "parameter {} is repeated",
                 printable(key)
@@ -68,7 +70,7 @@ impl Params {
     /// Whether `key` was sent more than once (checked before anything else for the
     /// parameters that decide where errors go).
     pub fn is_duplicate(&self, key: &str) -> bool {
-        self.duplicate.as_deref() == Some(key)
+        self.duplicates.contains(key)
     }
 }
 
@@ -86,9 +88,10 @@ mod tests {
 
     #[test]
     fn duplicates_empty_values_and_long_values() {
-        let p = Params::parse(b"a=1&b=&a=2");
+        let p = Params::parse(b"a=1&b=&a=2&c=1&c=2");
         assert!(p.check_well_formed().is_err());
         assert!(p.is_duplicate("a"));
+        assert!(p.is_duplicate("c"), "a later repeat is seen too");
         let p = Params::parse(b"a=1&b=");
         assert!(p.check_well_formed().is_ok());
         assert_eq!(p.get("b"), None);

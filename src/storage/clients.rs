@@ -146,6 +146,9 @@ impl Store {
     }
 
     pub async fn get_client(&self, id: &str) -> Result<Option<ClientRecord>> {
+        if !super::storable(id) {
+            return Ok(None);
+        }
         let sql = format!("{CLIENT_COLUMNS} WHERE id = $1");
         let client = dispatch!(self, pool => {
             match sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(pool).await? {

@@ -146,6 +146,12 @@ fn on_unique(e: sqlx::Error, what: impl Fn(&str) -> &'static str) -> StoreError 
     StoreError::Database(e)
 }
 
+/// Whether a lookup key can exist at all: PostgreSQL text cannot hold NUL, and such a
+/// key from a client must read as "not found", not as a database error.
+pub(crate) fn storable(key: &str) -> bool {
+    !key.contains('\0')
+}
+
 /// Seconds since the Unix epoch; the storage layer's only notion of time.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

@@ -265,6 +265,9 @@ impl Store {
     }
 
     pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool> {
+        if !super::storable(jti) {
+            return Ok(false);
+        }
         let found: Option<i64> = dispatch!(self, pool => {
             sqlx::query_scalar("SELECT revoked_at FROM revoked_access_tokens WHERE jti = $1")
                 .bind(jti)
@@ -312,6 +315,9 @@ impl Store {
 
     /// A user by `sub`, with roles.
     pub async fn find_user_by_id(&self, id: &str) -> Result<Option<super::UserRecord>> {
+        if !super::storable(id) {
+            return Ok(None);
+        }
         let username: Option<String> = dispatch!(self, pool => {
             sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
                 .bind(id)
@@ -326,6 +332,9 @@ impl Store {
 
     /// A user by username or e-mail address (the login form takes either).
     pub async fn find_user_by_login(&self, login: &str) -> Result<Option<super::UserRecord>> {
+        if !super::storable(login) {
+            return Ok(None);
+        }
         if let Some(user) = self.find_user_by_username(login).await? {
             return Ok(Some(user));
         }

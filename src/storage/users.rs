@@ -183,6 +183,9 @@ impl Store {
 
     /// Finds a user by username (case-insensitive), with roles.
     pub async fn find_user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
+        if !super::storable(username) {
+            return Ok(None);
+        }
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)");
         let user = dispatch!(self, pool => {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
