@@ -1,5 +1,4 @@
--- Browser sessions, pending authorization requests, codes, consents and revoked access
--- tokens. Opaque values (session cookie, request id, code) are stored only as SHA-256.
+-- Browser sessions, pending authorization requests, codes, consents and revocations. Opaque values (session cookie, request id, code) are stored only as SHA-256.
 
 CREATE TABLE browser_sessions (
     id_hash    BLOB PRIMARY KEY NOT NULL,
@@ -12,6 +11,7 @@ CREATE TABLE browser_sessions (
     ended_at   INTEGER
 );
 CREATE INDEX browser_sessions_user ON browser_sessions (user_id);
+CREATE INDEX browser_sessions_expiry ON browser_sessions (expires_at);
 
 CREATE TABLE authorization_requests (
     id_hash      BLOB PRIMARY KEY NOT NULL,
@@ -21,6 +21,7 @@ CREATE TABLE authorization_requests (
     expires_at   INTEGER NOT NULL,
     completed_at INTEGER
 );
+CREATE INDEX authorization_requests_expiry ON authorization_requests (expires_at);
 
 CREATE TABLE authorization_codes (
     code_hash        BLOB PRIMARY KEY NOT NULL,
@@ -30,8 +31,9 @@ CREATE TABLE authorization_codes (
     created_at       INTEGER NOT NULL,
     expires_at       INTEGER NOT NULL,
     used_at          INTEGER,
-    access_token_jti TEXT                              -- what the first use issued, revoked on replay
+    grant_id         TEXT                              -- the grant its first use created, revoked on replay
 );
+CREATE INDEX authorization_codes_expiry ON authorization_codes (expires_at);
 
 CREATE TABLE consents (
     user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
@@ -41,8 +43,12 @@ CREATE TABLE consents (
     PRIMARY KEY (user_id, client_id, scope)
 );
 
-CREATE TABLE revoked_access_tokens (
-    jti        TEXT PRIMARY KEY NOT NULL,
-    expires_at INTEGER NOT NULL,                       -- kept until the token would have expired
+-- Revoked token ids (an access token's `jti`) and grant ids (a code exchange and the
+-- refresh-token family it starts; access tokens carry it as `gid`). Kept until what they
+-- revoke would have expired anyway.
+CREATE TABLE revocations (
+    id         TEXT PRIMARY KEY NOT NULL,
+    expires_at INTEGER NOT NULL,
     revoked_at INTEGER NOT NULL
 );
+CREATE INDEX revocations_expiry ON revocations (expires_at);

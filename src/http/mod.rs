@@ -2,6 +2,7 @@
 //! adds the cross-cutting layers (request id, tracing, metrics, panic guard, headers).
 
 mod authorize;
+mod client_auth;
 mod discovery;
 pub mod error;
 mod health;

@@ -136,7 +136,7 @@ pub async fn verify_access_token(
         return Err(invalid("the access token has expired"));
     }
     let jti = str_claim("jti").unwrap_or_default();
-    match state.store.is_access_token_revoked(jti).await {
+    match state.store.is_revoked(jti, str_claim("gid")).await {
         Ok(false) => Ok(claims),
         Ok(true) => Err(invalid("the access token was revoked")),
         Err(e) => Err(Box::new(Unavailable::log(&e).into_response())),

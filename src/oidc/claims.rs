@@ -9,10 +9,13 @@ use serde_json::{Map, Value, json};
 use super::error::Error;
 
 pub const OPENID: &str = "openid";
+/// OIDC Core §11: a refresh token that outlives the browser session.
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// Scopes oxidp knows, with the text the consent page shows.
-pub const STANDARD_SCOPES: [(&str, &str); 4] = [
+pub const STANDARD_SCOPES: [(&str, &str); 5] = [
     (OPENID, "Sign you in and know who you are"),
+    (OFFLINE_ACCESS, "Keep access while you are signed out"),
     ("profile", "Your name, username, picture and locale"),
     ("email", "Your e-mail address"),
     ("roles", "Your roles"),

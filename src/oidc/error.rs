@@ -23,6 +23,7 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     InvalidToken,
     InsufficientScope,
+    InvalidTarget,
 }
 
 impl ErrorCode {
@@ -46,6 +47,7 @@ impl ErrorCode {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::InvalidTarget => "invalid_target",
         }
     }
 }

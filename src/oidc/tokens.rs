@@ -26,13 +26,20 @@ pub struct Grant<'a> {
     pub issuer: &'a str,
     pub client_id: &'a str,
     pub scopes: &'a [String],
-    pub auth_time: i64,
+    /// None for client credentials (no user authenticated).
+    pub auth_time: Option<i64>,
     pub sid: Option<&'a str>,
+    /// The grant (code exchange and its refresh family) the token belongs to; revoking
+    /// it revokes the token.
+    pub grant_id: Option<&'a str>,
+    /// `aud` of the access token: the issuer unless a resource was named (RFC 8707).
+    pub audience: &'a str,
     pub now: i64,
 }
 
-/// RFC 9068 §2.2 access token claims. `aud` is the issuer: the token is for oxidp's own
-/// APIs (UserInfo, the account API) until resource indicators arrive.
+/// RFC 9068 §2.2 access token claims. `aud` is the issuer (the token is for oxidp's own
+/// APIs: UserInfo, the account API) unless a resource was named (RFC 8707). A client
+/// credentials token has the client as `sub` (RFC 9068 §2.2) and no `auth_time`.
 pub fn access_token_claims(
     grant: &Grant<'_>,
     sub: &str,
@@ -43,15 +50,20 @@ pub fn access_token_claims(
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(grant.issuer));
     claims.insert("sub".into(), json!(sub));
-    claims.insert("aud".into(), json!(grant.issuer));
+    claims.insert("aud".into(), json!(grant.audience));
     claims.insert("client_id".into(), json!(grant.client_id));
     claims.insert("scope".into(), json!(grant.scopes.join(" ")));
     claims.insert("iat".into(), json!(grant.now));
     claims.insert("exp".into(), json!(grant.now + lifetime));
     claims.insert("jti".into(), json!(jti));
-    claims.insert("auth_time".into(), json!(grant.auth_time));
+    if let Some(auth_time) = grant.auth_time {
+        claims.insert("auth_time".into(), json!(auth_time));
+    }
     if let Some(sid) = grant.sid {
         claims.insert("sid".into(), json!(sid));
+    }
+    if let Some(gid) = grant.grant_id {
+        claims.insert("gid".into(), json!(gid));
     }
     if !userinfo_claims.is_empty() {
         claims.insert(USERINFO_CLAIMS.into(), json!(userinfo_claims));
@@ -75,7 +87,10 @@ pub fn id_token_claims(
     claims.insert("aud".into(), json!(grant.client_id));
     claims.insert("exp".into(), json!(grant.now + lifetime));
     claims.insert("iat".into(), json!(grant.now));
-    claims.insert("auth_time".into(), json!(grant.auth_time));
+    claims.insert(
+        "auth_time".into(),
+        json!(grant.auth_time.unwrap_or(grant.now)),
+    );
     claims.insert("azp".into(), json!(grant.client_id));
     if let Some(nonce) = nonce {
         claims.insert("nonce".into(), json!(nonce));
@@ -111,8 +126,10 @@ mod tests {
             issuer: "https://id.example",
             client_id: "app",
             scopes: &scopes,
-            auth_time: 90,
+            auth_time: Some(90),
             sid: Some("sid1"),
+            grant_id: Some("g1"),
+            audience: "https://id.example",
             now: 100,
         };
         let user = UserClaims {
@@ -154,5 +171,7 @@ mod tests {
         assert_eq!(a["scope"], "openid profile");
         assert_eq!(a["exp"], 160);
         assert_eq!(a["client_id"], "app");
+        assert_eq!(a["gid"], "g1");
+        assert_eq!(a["aud"], "https://id.example");
     }
 }

@@ -11,6 +11,9 @@ use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::claims::ClaimsRequest;
 use crate::storage::{CodeRecord, Redeemed, SessionRecord, Store, StoreError};
 
+mod refresh;
+pub use refresh::{FamilyStart, RefreshGrant, RefreshOutcome, RefreshPolicy};
+
 /// A pending authorization request lives this long (issue: 10 minutes).
 pub const REQUEST_LIFETIME: i64 = 600;
 
@@ -20,6 +23,8 @@ pub enum SessionError {
     Store(#[from] StoreError),
     #[error("stored data is unreadable: {0}")]
     Data(#[from] serde_json::Error),
+    #[error("sealing a refresh token failed")]
+    Sealing,
 }
 
 /// 256 random bits, base64url: 43 characters.
@@ -53,8 +58,8 @@ pub struct FoundCode {
     pub grant: CodeGrant,
     pub expires_at: i64,
     pub used: bool,
-    /// The access token the first redemption issued.
-    pub first_jti: Option<String>,
+    /// The grant the first redemption created (revoked on replay).
+    pub first_grant: Option<String>,
 }
 
 impl FoundCode {
@@ -65,7 +70,7 @@ impl FoundCode {
             user_id: r.user_id,
             expires_at: r.expires_at,
             used: r.used_at.is_some(),
-            first_jti: r.access_token_jti,
+            first_grant: r.grant_id,
         })
     }
 }
@@ -74,9 +79,9 @@ impl FoundCode {
 #[derive(Debug)]
 pub enum Redemption {
     Fresh,
-    /// Someone used it first; their access token (`jti`) must be revoked.
+    /// Someone used it first; the grant it created must be revoked.
     Replayed {
-        first_jti: Option<String>,
+        first_grant: Option<String>,
     },
     Unknown,
 }
@@ -216,18 +221,22 @@ impl Sessions {
         }
     }
 
-    /// Marks the code used by the token `jti`, atomically.
+    /// Marks the code used by the grant `grant_id`, atomically.
     pub async fn redeem_code(
         &self,
         code: &str,
-        jti: &str,
+        grant_id: &str,
         now: i64,
     ) -> Result<Redemption, SessionError> {
         Ok(
-            match self.store.redeem_code(&hash_opaque(code), jti, now).await? {
+            match self
+                .store
+                .redeem_code(&hash_opaque(code), grant_id, now)
+                .await?
+            {
                 Redeemed::Fresh(_) => Redemption::Fresh,
                 Redeemed::Replayed(r) => Redemption::Replayed {
-                    first_jti: r.access_token_jti,
+                    first_grant: r.grant_id,
                 },
                 Redeemed::Unknown => Redemption::Unknown,
             },

@@ -19,6 +19,11 @@ const SQLITE: &[Step] = &[
         "authorization",
         include_str!("../../migrations/sqlite/0002_authorization.sql"),
     ),
+    (
+        3,
+        "refresh_tokens",
+        include_str!("../../migrations/sqlite/0003_refresh_tokens.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -31,6 +36,11 @@ const POSTGRES: &[Step] = &[
         2,
         "authorization",
         include_str!("../../migrations/postgres/0002_authorization.sql"),
+    ),
+    (
+        3,
+        "refresh_tokens",
+        include_str!("../../migrations/postgres/0003_refresh_tokens.sql"),
     ),
 ];
 

@@ -8,6 +8,7 @@
 mod clients;
 mod keys;
 mod migrations;
+mod refresh;
 mod sessions;
 mod sqlite;
 mod users;
@@ -20,6 +21,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use clients::{ClientRecord, RedirectKind};
 pub use keys::KeyRecord;
+pub use refresh::{NewRefresh, RefreshRecord};
 pub use sessions::{CodeRecord, Redeemed, SessionRecord};
 pub use users::{NewUser, SeedUserRecord, UserRecord};
 

@@ -22,7 +22,7 @@ pub struct CodeRecord {
     pub grant_data: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
-    pub access_token_jti: Option<String>,
+    pub grant_id: Option<String>,
 }
 
 /// What redeeming a code found.
@@ -183,22 +183,27 @@ impl Store {
 
     /// Marks a code used and records the access token it issues, atomically: of two
     /// concurrent redemptions exactly one is `Fresh`.
-    pub async fn redeem_code(&self, code_hash: &[u8], jti: &str, now: i64) -> Result<Redeemed> {
+    pub async fn redeem_code(
+        &self,
+        code_hash: &[u8],
+        grant_id: &str,
+        now: i64,
+    ) -> Result<Redeemed> {
         let (won, row) = dispatch!(self, pool => {
             let mut tx = pool.begin().await?;
             let won = sqlx::query(
-                "UPDATE authorization_codes SET used_at = $2, access_token_jti = $3 \
+                "UPDATE authorization_codes SET used_at = $2, grant_id = $3 \
                  WHERE code_hash = $1 AND used_at IS NULL",
             )
             .bind(code_hash)
             .bind(now)
-            .bind(jti)
+            .bind(grant_id)
             .execute(&mut *tx)
             .await?
             .rows_affected()
                 == 1;
             let row = sqlx::query(
-                "SELECT client_id, user_id, grant_data, expires_at, used_at, access_token_jti \
+                "SELECT client_id, user_id, grant_data, expires_at, used_at, grant_id \
                  FROM authorization_codes WHERE code_hash = $1",
             )
             .bind(code_hash)
@@ -211,7 +216,7 @@ impl Store {
                     grant_data: row.try_get("grant_data")?,
                     expires_at: row.try_get("expires_at")?,
                     used_at: row.try_get("used_at")?,
-                    access_token_jti: row.try_get("access_token_jti")?,
+                    grant_id: row.try_get("grant_id")?,
                 }),
                 None => None,
             };
@@ -229,7 +234,7 @@ impl Store {
     pub async fn find_code(&self, code_hash: &[u8]) -> Result<Option<CodeRecord>> {
         Ok(dispatch!(self, pool => {
             match sqlx::query(
-                "SELECT client_id, user_id, grant_data, expires_at, used_at, access_token_jti \
+                "SELECT client_id, user_id, grant_data, expires_at, used_at, grant_id \
                  FROM authorization_codes WHERE code_hash = $1",
             )
             .bind(code_hash)
@@ -242,20 +247,21 @@ impl Store {
                     grant_data: row.try_get("grant_data")?,
                     expires_at: row.try_get("expires_at")?,
                     used_at: row.try_get("used_at")?,
-                    access_token_jti: row.try_get("access_token_jti")?,
+                    grant_id: row.try_get("grant_id")?,
                 }),
                 None => None,
             }
         }))
     }
 
-    pub async fn revoke_access_token(&self, jti: &str, expires_at: i64, now: i64) -> Result<()> {
+    /// Revokes a token id (`jti`) or a grant id (`gid`) until `expires_at`.
+    pub async fn revoke_id(&self, id: &str, expires_at: i64, now: i64) -> Result<()> {
         dispatch!(self, pool => {
             sqlx::query(
-                "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (jti) DO NOTHING",
+                "INSERT INTO revocations (id, expires_at, revoked_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING",
             )
-            .bind(jti)
+            .bind(id)
             .bind(expires_at)
             .bind(now)
             .execute(pool)
@@ -264,13 +270,16 @@ impl Store {
         Ok(())
     }
 
-    pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool> {
-        if !super::storable(jti) {
+    /// Whether an access token's `jti` or its grant's `gid` was revoked (one lookup).
+    pub async fn is_revoked(&self, jti: &str, gid: Option<&str>) -> Result<bool> {
+        let gid = gid.unwrap_or(jti);
+        if !super::storable(jti) || !super::storable(gid) {
             return Ok(false);
         }
         let found: Option<i64> = dispatch!(self, pool => {
-            sqlx::query_scalar("SELECT revoked_at FROM revoked_access_tokens WHERE jti = $1")
+            sqlx::query_scalar("SELECT revoked_at FROM revocations WHERE id = $1 OR id = $2 LIMIT 1")
                 .bind(jti)
+                .bind(gid)
                 .fetch_optional(pool)
                 .await?
         });

@@ -45,7 +45,7 @@ fn basic(id: &str, secret: &str) -> String {
 
 /// Row counts of everything a request can store; compared before and after a bad
 /// request, they show it stored nothing (DESIGN.md "Errors and bad input").
-const STORED: [&str; 8] = [
+const STORED: [&str; 10] = [
     "SELECT COUNT(*) FROM browser_sessions",
     "SELECT COUNT(*) FROM browser_sessions WHERE ended_at IS NULL",
     "SELECT COUNT(*) FROM authorization_requests",
@@ -53,7 +53,9 @@ const STORED: [&str; 8] = [
     "SELECT COUNT(*) FROM authorization_codes",
     "SELECT COUNT(*) FROM authorization_codes WHERE used_at IS NULL",
     "SELECT COUNT(*) FROM consents",
-    "SELECT COUNT(*) FROM revoked_access_tokens",
+    "SELECT COUNT(*) FROM revocations",
+    "SELECT COUNT(*) FROM refresh_tokens",
+    "SELECT COUNT(*) FROM refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL",
 ];
 
 /// A connection of the test's own to the server's database, for the snapshots.
