@@ -37,6 +37,8 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit
     Migrate,
+    /// Delete expired codes, sessions, refresh tokens and revocations once
+    Purge,
     /// Manage OAuth/OIDC clients
     #[command(subcommand)]
     Client(ClientCommand),
@@ -198,6 +200,21 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => {
             startup::open_store(&config).await?;
             println!("database is up to date");
+            Ok(())
+        }
+        Command::Purge => {
+            let purged = store(&config)
+                .await?
+                .purge_expired(crate::storage::unix_now())
+                .await?;
+            println!(
+                "purged {} codes, {} pending requests, {} sessions, {} refresh tokens, {} revocations",
+                purged.codes,
+                purged.requests,
+                purged.sessions,
+                purged.refresh_tokens,
+                purged.revocations
+            );
             Ok(())
         }
         Command::Client(c) => client(c, &config).await,

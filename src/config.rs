@@ -77,6 +77,8 @@ pub struct DatabaseConfig {
     /// May carry a password, so it is never printed.
     pub url: SecretString,
     pub max_connections: u32,
+    /// How often expired codes, sessions, refresh tokens and revocations are deleted.
+    pub purge_interval_minutes: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -84,6 +86,7 @@ impl Default for DatabaseConfig {
         Self {
             url: SecretString::from("sqlite://data/oxidp.db"),
             max_connections: 10,
+            purge_interval_minutes: 15,
         }
     }
 }
@@ -464,6 +467,13 @@ impl Config {
                 "database.max_connections",
                 self.database.max_connections,
                 "1 to 1000",
+            ));
+        }
+        if !(1..=1440).contains(&self.database.purge_interval_minutes) {
+            return Err(ConfigError::new(
+                "database.purge_interval_minutes",
+                self.database.purge_interval_minutes,
+                "1 to 1440",
             ));
         }
         if self.keys.dir.as_os_str().is_empty() {

@@ -143,6 +143,10 @@ impl Application {
             self.state.keys.clone(),
             Duration::from_secs(self.state.config.keys.reload_seconds),
         ));
+        let purger = tokio::spawn(purge_periodically(
+            self.state.store.clone(),
+            Duration::from_secs(self.state.config.database.purge_interval_minutes * 60),
+        ));
         let stopping = Arc::new(tokio::sync::Notify::new());
         let notify = stopping.clone();
         let router = app(self.state.clone());
@@ -166,6 +170,7 @@ impl Application {
             }
         };
         reloader.abort();
+        purger.abort();
         self.state.store.close().await;
         result
     }
@@ -179,6 +184,20 @@ async fn reload_keys(keys: KeyRing, every: Duration) {
         tick.tick().await;
         if let Err(e) = keys.reload().await {
             tracing::warn!(error = %e, "signing keys not reloaded");
+        }
+    }
+}
+
+/// Deletes expired rows now and then; several instances may all run it (the deletes are
+/// idempotent).
+async fn purge_periodically(store: Store, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match store.purge_expired(crate::storage::unix_now()).await {
+            Ok(purged) if purged.total() > 0 => tracing::info!(?purged, "expired rows purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purge failed"),
         }
     }
 }

@@ -6,6 +6,7 @@ mod client_auth;
 mod discovery;
 pub mod error;
 mod health;
+mod introspect;
 mod login;
 pub mod metrics;
 pub mod pages;
@@ -78,7 +79,12 @@ pub fn app(state: AppState) -> Router {
         .merge(authorize::router())
         .merge(login::router())
         .merge(pages::router())
-        .merge(token::router().merge(userinfo::router()).layer(cors))
+        .merge(
+            token::router()
+                .merge(userinfo::router())
+                .merge(introspect::router())
+                .layer(cors),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(error::not_found)
         .with_state(state)

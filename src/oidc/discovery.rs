@@ -10,6 +10,8 @@ pub const JWKS_PATH: &str = "/jwks.json";
 pub const AUTHORIZATION_PATH: &str = "/authorize";
 pub const TOKEN_PATH: &str = "/token";
 pub const USERINFO_PATH: &str = "/userinfo";
+pub const INTROSPECTION_PATH: &str = "/introspect";
+pub const REVOCATION_PATH: &str = "/revoke";
 
 #[derive(Debug, Serialize)]
 pub struct ProviderMetadata {
@@ -17,6 +19,8 @@ pub struct ProviderMetadata {
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub userinfo_endpoint: String,
+    pub introspection_endpoint: String,
+    pub revocation_endpoint: String,
     pub jwks_uri: String,
     pub response_types_supported: Vec<&'static str>,
     pub response_modes_supported: Vec<&'static str>,
@@ -24,6 +28,8 @@ pub struct ProviderMetadata {
     pub subject_types_supported: Vec<&'static str>,
     pub id_token_signing_alg_values_supported: Vec<&'static str>,
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     pub scopes_supported: Vec<&'static str>,
     pub claims_supported: Vec<&'static str>,
     pub claims_parameter_supported: bool,
@@ -42,14 +48,27 @@ pub fn provider_metadata(issuer: &str) -> ProviderMetadata {
         authorization_endpoint: url(AUTHORIZATION_PATH),
         token_endpoint: url(TOKEN_PATH),
         userinfo_endpoint: url(USERINFO_PATH),
+        introspection_endpoint: url(INTROSPECTION_PATH),
+        revocation_endpoint: url(REVOCATION_PATH),
         jwks_uri: url(JWKS_PATH),
         response_types_supported: vec!["code"],
         response_modes_supported: vec!["query", "form_post"],
-        grant_types_supported: vec!["authorization_code"],
+        grant_types_supported: vec!["authorization_code", "refresh_token", "client_credentials"],
         // OIDC Core §8: public subject identifiers (one stable `sub` per user).
         subject_types_supported: vec!["public"],
         id_token_signing_alg_values_supported: vec!["RS256"],
         token_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        // RFC 7662 §2.1: only authenticated clients introspect.
+        introspection_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        // RFC 7009 §2.1 (§5: public clients may revoke their own tokens).
+        revocation_endpoint_auth_methods_supported: vec![
             "client_secret_basic",
             "client_secret_post",
             "none",

@@ -8,6 +8,7 @@
 mod clients;
 mod keys;
 mod migrations;
+mod purge;
 mod refresh;
 mod sessions;
 mod sqlite;
@@ -21,6 +22,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use clients::{ClientRecord, RedirectKind};
 pub use keys::KeyRecord;
+pub use purge::Purged;
 pub use refresh::{NewRefresh, RefreshRecord};
 pub use sessions::{CodeRecord, Redeemed, SessionRecord};
 pub use users::{NewUser, SeedUserRecord, UserRecord};
