@@ -35,6 +35,35 @@ impl IntoResponse for Unavailable {
     }
 }
 
+/// axum answers a body over the limit (413) or an unsupported method (405) in plain
+/// text; clients of an OAuth server expect the standard JSON error shape everywhere.
+pub async fn standard_rejection(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain {
+        return response;
+    }
+    let description = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "The request body is too large.",
+        StatusCode::METHOD_NOT_ALLOWED => "This method is not allowed here.",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "The request body has an unsupported type.",
+        _ => return response,
+    };
+    let mut out = (
+        status,
+        Json(json!({"error": "invalid_request", "error_description": description})),
+    )
+        .into_response();
+    if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
+        out.headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    out
+}
+
 /// Body for routes that do not exist.
 pub async fn not_found() -> Response {
     (

@@ -86,6 +86,7 @@ pub fn app(state: AppState) -> Router {
                 .layer(cors),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(error::standard_rejection))
         .fallback(error::not_found)
         .with_state(state)
         // The panic guard sits inside the metrics layer, so a panic is counted as 503.
