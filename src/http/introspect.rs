@@ -50,8 +50,10 @@ async fn authenticated(
 enum Found {
     /// A valid, unexpired, unrevoked access token, with its claims.
     Access(Map<String, Value>),
-    /// A live refresh token: its row and grant.
+    /// A refresh token we issued and have not revoked. `live`: usable right now (not
+    /// rotated out, not expired, session alive); revocation acts on either kind.
     Refresh {
+        live: bool,
         family_id: String,
         client_id: String,
         user_id: String,
@@ -99,10 +101,9 @@ async fn find(state: &AppState, token: &str) -> Result<Found, TokenFailure> {
     else {
         return Ok(Found::Nothing);
     };
-    let live = row.used_at.is_none()
-        && row.revoked_at.is_none()
-        && row.expires_at > now
-        && row.family_expires_at > now;
+    if row.revoked_at.is_some() {
+        return Ok(Found::Nothing);
+    }
     let session_live = match &row.session_sid {
         Some(sid) => state
             .store
@@ -111,13 +112,15 @@ async fn find(state: &AppState, token: &str) -> Result<Found, TokenFailure> {
             .map_err(|e| internal(&e))?,
         None => true,
     };
-    if !live || !session_live {
-        return Ok(Found::Nothing);
-    }
+    let live = row.used_at.is_none()
+        && row.expires_at > now
+        && row.family_expires_at > now
+        && session_live;
     let Ok(grant) = serde_json::from_str::<RefreshGrant>(&row.grant_data) else {
         return Ok(Found::Nothing);
     };
     Ok(Found::Refresh {
+        live,
         family_id: row.family_id,
         client_id: row.client_id,
         user_id: row.user_id,
@@ -205,6 +208,7 @@ async fn introspection(
             Ok(Value::Object(out))
         }
         Found::Refresh {
+            live,
             client_id,
             user_id,
             grant,
@@ -212,7 +216,7 @@ async fn introspection(
             expires_at,
             ..
         } => {
-            if !may_see(&client_id) {
+            if !live || !may_see(&client_id) {
                 return Ok(inactive);
             }
             let user = state
@@ -284,8 +288,9 @@ async fn revocation(
             ..
         } => {
             if client_id == client.id {
-                // Revoking a refresh token ends its family and the access tokens issued
-                // in it (RFC 7009 §2.1: "SHOULD also invalidate all access tokens").
+                // Revoking a refresh token, even one already rotated out, ends its family
+                // and the access tokens issued in it (RFC 7009 §2.1: "SHOULD also
+                // invalidate all access tokens").
                 let policy = refresh_policy(state);
                 let until = now + policy.absolute_seconds;
                 state
