@@ -101,7 +101,12 @@ async fn find(state: &AppState, token: &str) -> Result<Found, TokenFailure> {
     else {
         return Ok(Found::Nothing);
     };
-    if row.revoked_at.is_some() {
+    let family_revoked = state
+        .sessions
+        .family_revoked(&row.family_id)
+        .await
+        .map_err(|e| internal(&e))?;
+    if row.revoked_at.is_some() || family_revoked {
         return Ok(Found::Nothing);
     }
     let session_live = match &row.session_sid {

@@ -63,11 +63,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
         GrantType::AuthorizationCode => authorization_code(state, &client, &params).await,
         GrantType::RefreshToken => refresh_token(state, &client, &params).await,
         GrantType::ClientCredentials => client_credentials(state, &client, &params).await,
-        GrantType::Password => Err(Error::new(
-            ErrorCode::UnsupportedGrantType,
-            "the password grant is not supported yet",
-        )
-        .into()),
+        GrantType::Password => password(state, &client, &params).await,
     }
 }
 
@@ -188,6 +184,7 @@ async fn authorization_code(
         sid: Some(&grant.sid),
         grant_id: Some(&grant_id),
         audience: &state.config.server.issuer,
+        amr: PASSWORD_AMR,
         now,
     };
     mint(
@@ -199,6 +196,92 @@ async fn authorization_code(
         &grant.claims.userinfo,
         refresh,
     )
+}
+
+/// Every sign-in is by password today (OIDC Core §2 `amr`, RFC 8176 `pwd`).
+const PASSWORD_AMR: &[&str] = &["pwd"];
+
+/// RFC 6749 §4.3, for the first-party frontend's server only (DESIGN.md "Password
+/// grant and rate limits"). Answers exactly as the code flow would for the same user and
+/// scopes; the sign-in is a fresh authentication (`auth_time` = now).
+async fn password(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<Value, TokenFailure> {
+    if !client.first_party {
+        return Err(Error::new(
+            ErrorCode::UnauthorizedClient,
+            "only first-party clients may use the password grant",
+        )
+        .into());
+    }
+    let (Some(username), Some(password)) = (params.get("username"), params.get("password")) else {
+        return Err(Error::invalid_request("username and password are required").into());
+    };
+    let requested = params.get("scope").unwrap_or(OPENID);
+    let scopes = crate::oidc::claims::filter_scopes(requested, &client.scopes);
+    if scopes.is_empty() {
+        return Err(Error::new(ErrorCode::InvalidScope, "no supported scope was requested").into());
+    }
+    let secret = secrecy::SecretString::from(password.to_string());
+    let user = match state.accounts.authenticate(username.trim(), &secret).await {
+        Ok(user) => user,
+        // RFC 6749 §5.2: wrong credentials are invalid_grant; one message for every cause.
+        Err(crate::accounts::LoginError::Rejected) => {
+            return Err(Error::invalid_grant("incorrect username or password").into());
+        }
+        Err(crate::accounts::LoginError::Internal(e)) => return Err(internal(&e)),
+    };
+    let now = unix_now();
+    // A server-side session anchors `sid` and `auth_time`, so logout can end what this
+    // sign-in started; no cookie is handed out.
+    let (_, session) = state
+        .sessions
+        .start(&user.id, PASSWORD_AMR, None, now)
+        .await
+        .map_err(|e| internal(&e))?;
+    let grant_id = uuid::Uuid::new_v4().to_string();
+    let refresh = if allows(client, GrantType::RefreshToken) {
+        let refresh_grant = RefreshGrant {
+            scopes: scopes.clone(),
+            auth_time: session.auth_time,
+            sid: Some(session.sid.clone()),
+            claims: Default::default(),
+        };
+        let offline = scopes.iter().any(|s| s == OFFLINE_ACCESS);
+        Some(
+            state
+                .sessions
+                .issue_refresh(
+                    &FamilyStart {
+                        family_id: &grant_id,
+                        client_id: &client.id,
+                        user_id: &user.id,
+                        bound_sid: (!offline).then_some(session.sid.as_str()),
+                    },
+                    &refresh_grant,
+                    refresh_policy(state),
+                    now,
+                )
+                .await
+                .map_err(|e| internal(&e))?,
+        )
+    } else {
+        None
+    };
+    let token_grant = Grant {
+        issuer: &state.config.server.issuer,
+        client_id: &client.id,
+        scopes: &scopes,
+        auth_time: Some(session.auth_time),
+        sid: Some(&session.sid),
+        grant_id: Some(&grant_id),
+        audience: &state.config.server.issuer,
+        amr: PASSWORD_AMR,
+        now,
+    };
+    mint(state, &token_grant, &user, None, &[], &[], refresh)
 }
 
 fn allows(client: &ClientRecord, grant: GrantType) -> bool {
@@ -305,6 +388,7 @@ async fn refresh_token(
         sid: grant.sid.as_deref(),
         grant_id: Some(&family_id),
         audience: &state.config.server.issuer,
+        amr: PASSWORD_AMR,
         now,
     };
     // OIDC Core §12.2: same sub, aud, auth_time, sid; no nonce.
@@ -370,6 +454,7 @@ async fn client_credentials(
         sid: None,
         grant_id: None,
         audience: &audience,
+        amr: &[],
         now,
     };
     let lifetime = state.config.tokens.access_token_seconds as i64;

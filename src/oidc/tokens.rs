@@ -34,6 +34,8 @@ pub struct Grant<'a> {
     pub grant_id: Option<&'a str>,
     /// `aud` of the access token: the issuer unless a resource was named (RFC 8707).
     pub audience: &'a str,
+    /// OIDC Core §2 `amr`: how the user authenticated (`pwd`), when a user did.
+    pub amr: &'a [&'a str],
     pub now: i64,
 }
 
@@ -101,6 +103,9 @@ pub fn id_token_claims(
     if let Some(sid) = grant.sid {
         claims.insert("sid".into(), json!(sid));
     }
+    if !grant.amr.is_empty() {
+        claims.insert("amr".into(), json!(grant.amr));
+    }
     user.release_into(&mut claims, grant.scopes, requested);
     claims
 }
@@ -130,6 +135,7 @@ mod tests {
             sid: Some("sid1"),
             grant_id: Some("g1"),
             audience: "https://id.example",
+            amr: &["pwd"],
             now: 100,
         };
         let user = UserClaims {
@@ -161,6 +167,7 @@ mod tests {
             assert!(c.contains_key(k), "{k}");
         }
         assert!(!c.contains_key("nonce"));
+        assert_eq!(c["amr"], json!(["pwd"]));
         assert!(!c.contains_key("email"));
         assert_eq!(c["exp"], 3700);
         let c = id_token_claims(&grant, &user, Some("n"), None, 3600, &["email".into()]);

@@ -133,7 +133,9 @@ impl Sessions {
         if row.client_id != client_id {
             return Ok(RefreshOutcome::Invalid("refresh token of another client"));
         }
-        if row.revoked_at.is_some() {
+        // The family's revocation row is authoritative: a successor inserted or committed
+        // while the family was being revoked may lack its own `revoked_at`.
+        if row.revoked_at.is_some() || self.family_revoked(&row.family_id).await? {
             return Ok(RefreshOutcome::Invalid("revoked refresh token"));
         }
         if row.family_expires_at <= now {
@@ -143,6 +145,15 @@ impl Sessions {
         // RFC 6749 §6: scope may be narrowed, never widened.
         if requested_scopes.is_some_and(|r| r.iter().any(|s| !grant.scopes.contains(s))) {
             return Ok(RefreshOutcome::ScopeExceeded);
+        }
+        // A refused refresh must not rotate: check the user before anything changes.
+        let user_active = self
+            .store
+            .find_user_by_id(&row.user_id)
+            .await?
+            .is_some_and(|u| !u.disabled);
+        if !user_active {
+            return Ok(RefreshOutcome::Invalid("the user is disabled or gone"));
         }
         if row.used_at.is_none() {
             if row.expires_at <= now {
@@ -190,6 +201,10 @@ impl Sessions {
         self.reuse(presented, row, grant, policy, now).await
     }
 
+    pub async fn family_revoked(&self, family_id: &str) -> Result<bool, SessionError> {
+        Ok(self.store.is_revoked(family_id, None).await?)
+    }
+
     /// A token presented after it was rotated.
     async fn reuse(
         &self,
@@ -199,7 +214,7 @@ impl Sessions {
         policy: RefreshPolicy,
         now: i64,
     ) -> Result<RefreshOutcome, SessionError> {
-        if row.revoked_at.is_some() {
+        if row.revoked_at.is_some() || self.family_revoked(&row.family_id).await? {
             return Ok(RefreshOutcome::Invalid("revoked refresh token"));
         }
         let within_grace = row

@@ -539,7 +539,7 @@ async fn refused_refreshes_change_nothing() {
         "another client's attempt rotated"
     );
 
-    let cases: Vec<(&str, Vec<(&str, &str)>, Option<(&str, &str)>, u16, &str)> = vec![
+    let cases = [
         (
             "garbage",
             vec![
@@ -566,21 +566,30 @@ async fn refused_refreshes_change_nothing() {
         ),
         (
             "10 KB token",
-            vec![("grant_type", "refresh_token"), ("refresh_token", &huge)],
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", huge.as_str()),
+            ],
             Some((CLIENT, CLIENT_SECRET)),
             400,
             "invalid_request",
         ),
         (
             "65 chars",
-            vec![("grant_type", "refresh_token"), ("refresh_token", &long)],
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", long.as_str()),
+            ],
             Some((CLIENT, CLIENT_SECRET)),
             400,
             "invalid_grant",
         ),
         (
             "access token as refresh token",
-            vec![("grant_type", "refresh_token"), ("refresh_token", &access)],
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", access.as_str()),
+            ],
             Some((CLIENT, CLIENT_SECRET)),
             400,
             "invalid_grant",
@@ -599,7 +608,7 @@ async fn refused_refreshes_change_nothing() {
             "the token with a suffix",
             vec![
                 ("grant_type", "refresh_token"),
-                ("refresh_token", &suffixed),
+                ("refresh_token", suffixed.as_str()),
             ],
             Some((CLIENT, CLIENT_SECRET)),
             400,
@@ -609,8 +618,8 @@ async fn refused_refreshes_change_nothing() {
             "repeated refresh_token",
             vec![
                 ("grant_type", "refresh_token"),
-                ("refresh_token", &token),
-                ("refresh_token", &token),
+                ("refresh_token", token.as_str()),
+                ("refresh_token", token.as_str()),
             ],
             Some((CLIENT, CLIENT_SECRET)),
             400,
@@ -618,14 +627,20 @@ async fn refused_refreshes_change_nothing() {
         ),
         (
             "wrong secret",
-            vec![("grant_type", "refresh_token"), ("refresh_token", &token)],
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token.as_str()),
+            ],
             Some((CLIENT, "not-the-secret-not-the-secret-not-the-secret")),
             401,
             "invalid_client",
         ),
         (
             "no client authentication",
-            vec![("grant_type", "refresh_token"), ("refresh_token", &token)],
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", token.as_str()),
+            ],
             None,
             401,
             "invalid_client",
@@ -825,7 +840,9 @@ async fn concurrent_redemptions_of_one_code_issue_once_and_revoke() {
         "the access token of a replayed code still works"
     );
     // The refresh token issued with it is revoked too (DESIGN.md: a replayed code
-    // revokes the access and refresh tokens issued from it).
+    // revokes the access and refresh tokens issued from it), even when the replay revokes
+    // before the winner inserts its refresh token (regression, see
+    // concurrent_replays_of_a_code_revoke_its_refresh_token).
     let refresh = refresh_token_of(&body);
     assert!(
         !active(&app, &refresh).await,
@@ -838,44 +855,111 @@ async fn concurrent_redemptions_of_one_code_issue_once_and_revoke() {
     );
 }
 
+/// Two redemptions of one code at once, many times over: whichever loses must still
+/// revoke what the winner was issued — the refresh token as well as the access token.
 #[tokio::test]
-async fn zz_explore_two_redemptions() {
+async fn concurrent_replays_of_a_code_revoke_its_refresh_token() {
     let app = spawn_flow_app().await;
-    let mut leaks = 0;
-    let mut access_leaks = 0;
-    let mut rounds = 0;
-    for _ in 0..40 {
+    let http = rp_http();
+    let mut leaked = Vec::new();
+    for round in 0..30 {
         let code = code_for(&app, CLIENT).await;
-        let http = rp_http();
         let (a, b) = tokio::join!(
             exchange_as(&http, &app.address, &code, CLIENT, CLIENT_SECRET),
-            exchange_as(&http, &app.address, &code, CLIENT, CLIENT_SECRET)
+            exchange_as(&http, &app.address, &code, CLIENT, CLIENT_SECRET),
         );
-        let (sa, ta) = (a.status().as_u16(), a.text().await.unwrap());
-        let (sb, tb) = (b.status().as_u16(), b.text().await.unwrap());
-        let winner = match (sa, sb) {
-            (200, 400) => ta,
-            (400, 200) => tb,
-            other => panic!("{other:?} {ta} {tb}"),
+        let a = (a.status().as_u16(), a.text().await.unwrap());
+        let b = (b.status().as_u16(), b.text().await.unwrap());
+        let (winner, loser) = match (a.0, b.0) {
+            (200, 400) => (a.1, b.1),
+            (400, 200) => (b.1, a.1),
+            _ => panic!("round {round}: {a:?} {b:?}"),
         };
-        rounds += 1;
+        let loser: Value = serde_json::from_str(&loser).unwrap();
+        assert_eq!(loser["error"], "invalid_grant");
         let body: Value = serde_json::from_str(&winner).unwrap();
-        if userinfo_status(&app, &access_token_of(&body)).await != 401 {
-            access_leaks += 1;
-        }
-        if active(&app, &refresh_token_of(&body)).await {
-            leaks += 1;
-            let r = refresh_at(&rp_http(), &app.address, &refresh_token_of(&body), None).await;
-            let st = r.status();
-            let b: Value = r.json().await.unwrap();
-            eprintln!(
-                "leaked refresh -> {st}; new access at userinfo: {}; id_token present: {}",
-                userinfo_status(&app, &access_token_of(&b)).await,
-                b["id_token"].is_string()
-            );
-            let r2 = refresh_ok(&app, &refresh_token_of(&b), None).await;
-            eprintln!("and again -> ok, {}", r2["refresh_token"]);
+        assert_eq!(
+            userinfo_status(&app, &access_token_of(&body)).await,
+            401,
+            "round {round}: the access token of a replayed code works"
+        );
+        let refresh = refresh_token_of(&body);
+        let (status, _) = refresh_error_or_ok(&app, &refresh).await;
+        if status == 200 {
+            leaked.push(round);
         }
     }
-    eprintln!("rounds {rounds} refresh leaks {leaks} access leaks {access_leaks}");
+    // Regression: when the replay's revoke_family runs between the winner's redeem_code
+    // and its issue_refresh, the refresh token is inserted after the family was revoked;
+    // the family's `revocations` row must still stop it.
+    assert!(
+        leaked.is_empty(),
+        "the refresh token of a replayed code still works (rounds {leaked:?} of 30)"
+    );
+}
+
+/// `/revoke` and a refresh of the same token at once, many times over: whichever runs
+/// first, no usable refresh token may be left in the family (RFC 7009 §2.1).
+#[tokio::test]
+async fn concurrent_revocation_and_refresh_leave_no_live_successor() {
+    let app = spawn_flow_app().await;
+    let http = rp_http();
+    let mut leaked = Vec::new();
+    for round in 0..30 {
+        let token = refresh_token_of(&first_tokens(&app).await);
+        let revoke = http
+            .post(app.url("/revoke"))
+            .basic_auth(CLIENT, Some(CLIENT_SECRET))
+            .form(&[("token", token.as_str())])
+            .send();
+        let (refreshed, revoked) =
+            tokio::join!(refresh_at(&http, &app.address, &token, None), revoke);
+        assert_eq!(revoked.unwrap().status(), 200, "round {round}");
+        let status = refreshed.status().as_u16();
+        let body: Value = refreshed.json().await.unwrap();
+        assert!(
+            status == 200 || (status == 400 && body["error"] == "invalid_grant"),
+            "round {round}: {status} {body}"
+        );
+        assert_eq!(
+            refresh_error(&app, &token, None).await,
+            (400, "invalid_grant".into()),
+            "round {round}: the revoked token still works"
+        );
+        if status == 200 {
+            assert_eq!(
+                userinfo_status(&app, &access_token_of(&body)).await,
+                401,
+                "round {round}"
+            );
+            let (status, _) = refresh_error_or_ok(&app, &refresh_token_of(&body)).await;
+            if status == 200 {
+                leaked.push(round);
+            }
+        }
+    }
+    // Regression (PostgreSQL): revoke_family's UPDATE waits on the row lock of the
+    // rotating transaction and then re-checks only that row; the successor that
+    // transaction inserted is not in the UPDATE's snapshot. The family's `revocations`
+    // row must still stop it.
+    assert!(
+        leaked.is_empty(),
+        "a successor outlived the revocation of its family (rounds {leaked:?} of 30)"
+    );
+}
+
+/// A refresh whose outcome is only recorded: the status and the `error` code (empty on
+/// success).
+async fn refresh_error_or_ok(app: &TestApp, token: &str) -> (u16, String) {
+    let response = refresh_at(&rp_http(), &app.address, token, None).await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        status == 200 || (status == 400 && body["error"] == "invalid_grant"),
+        "{status} {body}"
+    );
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_string(),
+    )
 }
