@@ -649,6 +649,15 @@ impl Config {
                 "an HTTP header name such as \"x-end-user-ip\"",
             ));
         }
+        // The shared backends come later; refuse them rather than silently run per
+        // process limits that the operator believes are shared.
+        if r.backend != RateLimitBackend::Memory {
+            return Err(ConfigError::new(
+                "ratelimit.backend",
+                format!("{:?}", r.backend).to_lowercase(),
+                "\"memory\" (the database and redis backends are not available yet)",
+            ));
+        }
         match (r.backend, &r.redis_url) {
             (RateLimitBackend::Redis, None) => Err(ConfigError::new(
                 "ratelimit.redis_url",

@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod oidc;
+pub mod ratelimit;
 pub mod sessions;
 pub mod startup;
 pub mod storage;

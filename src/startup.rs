@@ -94,6 +94,10 @@ impl Application {
         let discovery = serde_json::to_vec(&provider_metadata(&config.server.issuer))
             .map_err(|e| StartupError::Other(e.to_string()))?;
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
+        let config_limits = (
+            config.ratelimit.password_failures_per_minute,
+            config.ratelimit.password_failures_per_minute_per_ip,
+        );
         let accounts = Accounts::new(store.clone(), password_hasher()?)
             .requiring_verified_email(config.accounts.require_verified_email);
         let sessions = Sessions::new(
@@ -112,6 +116,10 @@ impl Application {
             accounts,
             sessions,
             templates: Arc::new(templates),
+            limits: Arc::new(crate::ratelimit::Limits::new(
+                config_limits.0,
+                config_limits.1,
+            )),
         };
         Ok(Self {
             listener,

@@ -17,8 +17,13 @@ use crate::storage::ClientRecord;
 
 /// A failure at a client-authenticated endpoint: a protocol error, or an internal one.
 pub enum TokenFailure {
-    Protocol { error: Error, basic_used: bool },
+    Protocol {
+        error: Error,
+        basic_used: bool,
+    },
     Internal(Box<Response>),
+    /// Over a brute-force limit: 429 with `Retry-After` (DESIGN.md).
+    Limited(crate::ratelimit::RetryAfter),
 }
 
 impl From<Error> for TokenFailure {
@@ -39,6 +44,22 @@ impl IntoResponse for TokenFailure {
         match self {
             Self::Protocol { error, basic_used } => error_response(&error, basic_used),
             Self::Internal(response) => *response,
+            Self::Limited(wait) => {
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({
+                        "error": "temporarily_unavailable",
+                        "error_description": "Too many failed sign-in attempts; try again later.",
+                    })),
+                )
+                    .into_response();
+                let headers = response.headers_mut();
+                no_store(headers);
+                if let Ok(v) = HeaderValue::from_str(&wait.seconds().to_string()) {
+                    headers.insert(header::RETRY_AFTER, v);
+                }
+                response
+            }
         }
     }
 }

@@ -3,13 +3,14 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::cookie::CookieJar;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 
 use super::AppState;
 use super::authorize::{current_session, expired_page, finish, is_form, issue, proceed};
@@ -107,6 +108,7 @@ const BAD_CREDENTIALS: &str = "Incorrect username or password.";
 
 async fn login_submit(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
     headers: HeaderMap,
     body: Bytes,
@@ -139,10 +141,36 @@ async fn login_submit(
         None => None,
     };
     let username = form.get("username").unwrap_or_default().trim().to_string();
+    // The page never trusts an asserted-IP header: a browser cannot choose its IP.
+    let ip = peer.ip();
+    // A limited attempt never reaches argon2.
+    if let Err(wait) = state.limits.check(&username, Some(ip), unix_now()) {
+        let minutes = wait.seconds().div_ceil(60);
+        let message = format!("Too many failed attempts. Try again in {minutes} minute(s).");
+        let mut response = login_form(
+            &state,
+            jar,
+            req.as_deref(),
+            &username,
+            Some(&message),
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
+        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.seconds().to_string()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return response;
+    }
     let password = SecretString::from(form.get("password").unwrap_or_default().to_string());
     let user = match state.accounts.authenticate(&username, &password).await {
-        Ok(user) => user,
+        Ok(user) => {
+            state.limits.succeeded(&username);
+            user
+        }
         Err(crate::accounts::LoginError::Rejected) => {
+            state.limits.failed(&username, Some(ip), unix_now());
             return login_form(
                 &state,
                 jar,

@@ -49,6 +49,7 @@ pub struct AppState {
     pub accounts: Accounts,
     pub sessions: Sessions,
     pub templates: Arc<minijinja::Environment<'static>>,
+    pub limits: Arc<crate::ratelimit::Limits>,
 }
 
 /// Largest request body accepted anywhere: forms and JSON are small; a bound keeps a

@@ -3,11 +3,12 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
+use std::net::{IpAddr, SocketAddr};
 
 use super::AppState;
 use super::authorize::is_form;
@@ -25,8 +26,13 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/token", post(token))
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match handle(&state, &headers, &body).await {
+async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match handle(&state, peer.ip(), &headers, &body).await {
         Ok(body) => {
             let mut response = (StatusCode::OK, Json(body)).into_response();
             no_store(response.headers_mut());
@@ -36,7 +42,12 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, TokenFailure> {
+async fn handle(
+    state: &AppState,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, TokenFailure> {
     // RFC 6749 §3.2: parameters are form-encoded in the body.
     if !is_form(headers) {
         return Err(
@@ -63,7 +74,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Va
         GrantType::AuthorizationCode => authorization_code(state, &client, &params).await,
         GrantType::RefreshToken => refresh_token(state, &client, &params).await,
         GrantType::ClientCredentials => client_credentials(state, &client, &params).await,
-        GrantType::Password => password(state, &client, &params).await,
+        GrantType::Password => {
+            let ip = end_user_ip(state, peer, headers);
+            password(state, &client, &params, ip).await
+        }
     }
 }
 
@@ -204,10 +218,26 @@ const PASSWORD_AMR: &[&str] = &["pwd"];
 /// RFC 6749 §4.3, for the first-party frontend's server only (DESIGN.md "Password
 /// grant and rate limits"). Answers exactly as the code flow would for the same user and
 /// scopes; the sign-in is a fresh authentication (`auth_time` = now).
+/// The end user's IP: the peer address, or the header named by
+/// `ratelimit.client_ip_header` — trusted here because only an authenticated
+/// first-party client reaches the password grant (DESIGN.md).
+fn end_user_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    state
+        .config
+        .ratelimit
+        .client_ip_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        .unwrap_or(peer)
+}
+
 async fn password(
     state: &AppState,
     client: &ClientRecord,
     params: &Params,
+    ip: IpAddr,
 ) -> Result<Value, TokenFailure> {
     if !client.first_party {
         return Err(Error::new(
@@ -224,11 +254,20 @@ async fn password(
     if scopes.is_empty() {
         return Err(Error::new(ErrorCode::InvalidScope, "no supported scope was requested").into());
     }
+    // A limited attempt never reaches argon2.
+    state
+        .limits
+        .check(username, Some(ip), unix_now())
+        .map_err(TokenFailure::Limited)?;
     let secret = secrecy::SecretString::from(password.to_string());
     let user = match state.accounts.authenticate(username.trim(), &secret).await {
-        Ok(user) => user,
+        Ok(user) => {
+            state.limits.succeeded(username);
+            user
+        }
         // RFC 6749 §5.2: wrong credentials are invalid_grant; one message for every cause.
         Err(crate::accounts::LoginError::Rejected) => {
+            state.limits.failed(username, Some(ip), unix_now());
             return Err(Error::invalid_grant("incorrect username or password").into());
         }
         Err(crate::accounts::LoginError::Internal(e)) => return Err(internal(&e)),

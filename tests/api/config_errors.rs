@@ -446,8 +446,22 @@ fn email_log_token_and_ratelimit_settings_are_checked() {
             "accounts.allow_registration",
         ),
         (
-            "redis backend without redis_url",
-            "[ratelimit]\nbackend = \"redis\"".into(),
+            // Only the in-process backend exists yet; the shared ones are refused
+            // rather than silently run per process.
+            "redis backend (not available yet)",
+            "[ratelimit]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"".into(),
+            no_env(),
+            "ratelimit.backend",
+        ),
+        (
+            "database backend (not available yet)",
+            "[ratelimit]\nbackend = \"database\"".into(),
+            no_env(),
+            "ratelimit.backend",
+        ),
+        (
+            "malformed redis_url",
+            "[ratelimit]\nredis_url = \"http://x\"".into(),
             no_env(),
             "ratelimit.redis_url",
         ),

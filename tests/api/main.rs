@@ -13,5 +13,7 @@ mod grants;
 mod health;
 mod keys;
 mod lifecycle;
+mod password;
 mod prompt;
+mod ratelimit;
 mod refresh;

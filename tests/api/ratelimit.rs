@@ -1,0 +1,185 @@
+//! Brute-force limits on the password grant and the login page (in-process backend).
+
+use serde_json::Value;
+
+use crate::helpers::{
+    CLIENT_SECRET, Options, PASSWORD, USER, flow_options, hidden_input, spawn_app_with,
+};
+
+const FP: &str = "frontend";
+
+fn options(ratelimit: &str) -> Options {
+    let mut options = flow_options();
+    options.extra_toml.push_str(&format!(
+        r#"
+[ratelimit]
+client_ip_header = "x-end-user-ip"
+{ratelimit}
+
+[[clients]]
+id = "{FP}"
+secret = "{CLIENT_SECRET}"
+first_party = true
+grant_types = ["password"]
+"#
+    ));
+    options
+}
+
+async fn attempt(
+    app: &crate::helpers::TestApp,
+    user: &str,
+    password: &str,
+    ip: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(app.url("/token"))
+        .basic_auth(FP, Some(CLIENT_SECRET))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", user),
+            ("password", password),
+        ]);
+    if let Some(ip) = ip {
+        request = request.header("x-end-user-ip", ip);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn five_failures_per_user_then_429_even_with_the_right_password() {
+    let app = spawn_app_with(options("")).await;
+    for i in 0..5 {
+        let r = attempt(
+            &app,
+            USER,
+            "wrong password!",
+            Some(&format!("198.51.100.{i}")),
+        )
+        .await;
+        assert_eq!(r.status(), 400, "failure {i}");
+    }
+    let limited = attempt(&app, USER, PASSWORD, Some("198.51.100.99")).await;
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(limited.headers()["cache-control"], "no-store");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(body["error_description"].is_string());
+    // Another user from the same addresses is not affected.
+    assert_eq!(
+        attempt(&app, "bob", "wrong password!", Some("198.51.100.1"))
+            .await
+            .status(),
+        400
+    );
+}
+
+#[tokio::test]
+async fn a_success_resets_the_username_count() {
+    let app = spawn_app_with(options("")).await;
+    for _ in 0..4 {
+        assert_eq!(
+            attempt(&app, USER, "wrong password!", None).await.status(),
+            400
+        );
+    }
+    assert_eq!(attempt(&app, USER, PASSWORD, None).await.status(), 200);
+    for i in 0..4 {
+        assert_eq!(
+            attempt(&app, USER, "wrong password!", None).await.status(),
+            400,
+            "after reset {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failures_per_asserted_end_user_ip_from_the_first_party_client() {
+    let app = spawn_app_with(options("password_failures_per_minute_per_ip = 3")).await;
+    for user in ["u1", "u2", "u3"] {
+        assert_eq!(
+            attempt(&app, user, "wrong password!", Some("203.0.113.9"))
+                .await
+                .status(),
+            400
+        );
+    }
+    // The asserted IP is now limited, whatever the username…
+    assert_eq!(
+        attempt(&app, "u4", "wrong password!", Some("203.0.113.9"))
+            .await
+            .status(),
+        429
+    );
+    assert_eq!(
+        attempt(&app, USER, PASSWORD, Some("203.0.113.9"))
+            .await
+            .status(),
+        429
+    );
+    // …but other end users behind the same frontend server are not.
+    assert_eq!(
+        attempt(&app, USER, PASSWORD, Some("203.0.113.10"))
+            .await
+            .status(),
+        200
+    );
+    // A malformed header falls back to the peer address (not limited).
+    assert_eq!(
+        attempt(&app, "u5", "wrong password!", Some("not-an-ip"))
+            .await
+            .status(),
+        400
+    );
+}
+
+/// On the login page the header is never trusted: a browser cannot choose its IP.
+#[tokio::test]
+async fn login_page_counts_the_peer_address_and_answers_inline() {
+    let app = spawn_app_with(options("password_failures_per_minute_per_ip = 3")).await;
+    let login = |user: &'static str, spoof: &'static str| {
+        let app = &app;
+        async move {
+            let page = app
+                .http
+                .get(app.url("/login"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let csrf = hidden_input(&page, "csrf_token").unwrap();
+            app.http
+                .post(app.url("/login"))
+                .header("x-end-user-ip", spoof)
+                .form(&[
+                    ("username", user),
+                    ("password", "wrong password!"),
+                    ("csrf_token", csrf.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for (user, spoof) in [
+        ("u1", "192.0.2.1"),
+        ("u2", "192.0.2.2"),
+        ("u3", "192.0.2.3"),
+    ] {
+        assert_eq!(login(user, spoof).await.status(), 200);
+    }
+    let limited = login("u4", "192.0.2.4").await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    let html = limited.text().await.unwrap();
+    assert!(html.contains("Too many failed attempts"), "{html}");
+}
