@@ -21,7 +21,7 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Stands for "the file as a whole" in errors that no single key causes.
 const FILE_KEY: &str = "config.toml";
 /// Top-level tables, for recognising `OXIDP_<SECTION>__<KEY>` typos.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "server",
     "database",
     "keys",
@@ -30,6 +30,7 @@ const SECTIONS: [&str; 9] = [
     "tokens",
     "sessions",
     "ratelimit",
+    "cors",
     "log",
 ];
 
@@ -44,6 +45,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub sessions: SessionsConfig,
     pub ratelimit: RateLimitConfig,
+    pub cors: CorsConfig,
     pub log: LogConfig,
     pub users: Vec<SeedUser>,
     pub clients: Vec<ClientConfig>,
@@ -54,8 +56,6 @@ pub struct Config {
 pub struct ServerConfig {
     pub bind: String,
     pub issuer: String,
-    /// Origins allowed to call the JSON APIs from a browser (CORS).
-    pub cors_origins: Vec<String>,
     /// How long in-flight requests may run after SIGINT/SIGTERM before the process exits.
     pub shutdown_timeout_seconds: u64,
 }
@@ -65,7 +65,6 @@ impl Default for ServerConfig {
         Self {
             bind: "127.0.0.1:9000".into(),
             issuer: "http://localhost:9000".into(),
-            cors_origins: Vec::new(),
             shutdown_timeout_seconds: 30,
         }
     }
@@ -174,6 +173,14 @@ impl Default for TokensConfig {
             refresh_absolute_days: 90,
         }
     }
+}
+
+/// Browser origins allowed to call the token, UserInfo, introspection and revocation
+/// endpoints (and the account API), with credentials. Exact origins only; never `*`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -450,8 +457,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_bind(&self.server.bind)?;
         validate_issuer(&self.server.issuer)?;
-        for (i, origin) in self.server.cors_origins.iter().enumerate() {
-            validate_origin(&format!("server.cors_origins[{i}]"), origin)?;
+        for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
+            validate_origin(&format!("cors.allowed_origins[{i}]"), origin)?;
         }
         if self.server.shutdown_timeout_seconds == 0 || self.server.shutdown_timeout_seconds > 3600
         {

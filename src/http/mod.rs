@@ -56,19 +56,23 @@ pub struct AppState {
 /// hostile body cheap.
 const BODY_LIMIT: usize = 64 * 1024;
 
-/// CORS for the endpoints browser apps call directly (token, UserInfo): only the
-/// configured origins (DESIGN.md: CORS only for configured origins).
+/// CORS for the endpoints browser apps call directly: only the configured origins, each
+/// echoed exactly, with credentials (DESIGN.md: CORS only for configured origins). A
+/// listed origin never becomes `*`, which credentials would forbid anyway (Fetch
+/// standard §3.2.5); preflights are answered by the layer.
 fn api_cors(config: &Config) -> CorsLayer {
     let origins: Vec<HeaderValue> = config
-        .server
-        .cors_origins
+        .cors
+        .allowed_origins
         .iter()
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
 }
 
 pub fn app(state: AppState) -> Router {

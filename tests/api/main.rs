@@ -7,6 +7,7 @@ mod helpers;
 mod bad_input;
 mod cli;
 mod config_errors;
+mod cors;
 mod discovery;
 mod flow;
 mod grants;
