@@ -150,6 +150,9 @@ pub struct NewAccount {
 pub enum LoginError {
     #[error("incorrect username or password")]
     Rejected,
+    /// The password workers are saturated; try again shortly.
+    #[error("too many sign-ins are being checked")]
+    Busy,
     #[error(transparent)]
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -204,11 +207,11 @@ impl Accounts {
         } else {
             SecretString::from("x".repeat(12))
         };
-        let matches = self
-            .hasher
-            .verify(&probe, hash)
-            .await
-            .map_err(|e| internal(Box::new(e)))?;
+        let matches = match self.hasher.verify(&probe, hash).await {
+            Ok(m) => m,
+            Err(PasswordError::Busy) => return Err(LoginError::Busy),
+            Err(e) => return Err(internal(Box::new(e))),
+        };
         match user {
             Some(u)
                 if matches

@@ -19,11 +19,20 @@ pub enum PasswordError {
     Hash(String),
     #[error("the password worker stopped: {0}")]
     Worker(String),
+    /// Too many verifications are already waiting: refuse rather than pile up.
+    #[error("too many password checks are waiting")]
+    Busy,
 }
+
+/// How many hashes may wait for a worker, per worker, before new ones are refused.
+const QUEUE_PER_WORKER: usize = 16;
 
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// Hashes running or waiting, and how many that may be.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    max_in_flight: usize,
     /// Verified against when the user is unknown or has no password, so that such a
     /// login costs the same time as a real one (no user enumeration by timing).
     dummy_hash: Arc<String>,
@@ -52,8 +61,11 @@ impl PasswordHasher {
     /// `max_concurrent` hashes run at once (the number of cores is a good value).
     pub fn new(max_concurrent: usize) -> Result<Self, PasswordError> {
         let dummy = hash_blocking(b"oxidp dummy password for unknown users")?;
+        let workers = max_concurrent.max(1);
         Ok(Self {
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            permits: Arc::new(Semaphore::new(workers)),
+            in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max_in_flight: workers * (1 + QUEUE_PER_WORKER),
             dummy_hash: Arc::new(dummy),
         })
     }
@@ -92,6 +104,10 @@ impl PasswordHasher {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
+        // Bounded queue: under a flood, answer "busy" at once instead of letting
+        // requests (each holding a connection) wait behind thousands of others.
+        let guard =
+            InFlight::enter(&self.in_flight, self.max_in_flight).ok_or(PasswordError::Busy)?;
         let _permit = self
             .permits
             .acquire()
@@ -99,15 +115,64 @@ impl PasswordHasher {
             .map_err(|e| PasswordError::Worker(e.to_string()))?;
         // spawn_blocking keeps the tracing span only if we carry it in.
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(f))
+        let result = tokio::task::spawn_blocking(move || span.in_scope(f))
             .await
-            .map_err(|e| PasswordError::Worker(e.to_string()))
+            .map_err(|e| PasswordError::Worker(e.to_string()));
+        drop(guard);
+        result
+    }
+}
+
+/// Counts a hash as in flight until dropped.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize, max: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        let previous = counter.fetch_add(1, Ordering::AcqRel);
+        if previous >= max {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(counter))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        let hasher = PasswordHasher::new(1).unwrap();
+        let pw = SecretString::from("correct horse battery");
+        let hash = hasher.hash(&pw).await.unwrap();
+        // 1 worker + 16 waiting may be in flight; the rest are refused immediately.
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let (h, p, hash) = (hasher.clone(), pw.clone(), hash.clone());
+            tasks.push(tokio::spawn(async move { h.verify(&p, Some(&hash)).await }));
+        }
+        let mut busy = 0;
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(true) => ok += 1,
+                Err(PasswordError::Busy) => busy += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            busy > 0 && ok >= 1 && ok + busy == 40,
+            "ok {ok}, busy {busy}"
+        );
+    }
 
     #[tokio::test]
     async fn hash_then_verify() {

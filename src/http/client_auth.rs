@@ -24,6 +24,8 @@ pub enum TokenFailure {
     Internal(Box<Response>),
     /// Over a brute-force limit: 429 with `Retry-After` (DESIGN.md).
     Limited(crate::ratelimit::RetryAfter),
+    /// The password workers are saturated: 503 `temporarily_unavailable`.
+    Busy,
 }
 
 impl From<Error> for TokenFailure {
@@ -44,22 +46,16 @@ impl IntoResponse for TokenFailure {
         match self {
             Self::Protocol { error, basic_used } => error_response(&error, basic_used),
             Self::Internal(response) => *response,
-            Self::Limited(wait) => {
-                let mut response = (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    Json(json!({
-                        "error": "temporarily_unavailable",
-                        "error_description": "Too many failed sign-in attempts; try again later.",
-                    })),
-                )
-                    .into_response();
-                let headers = response.headers_mut();
-                no_store(headers);
-                if let Ok(v) = HeaderValue::from_str(&wait.seconds().to_string()) {
-                    headers.insert(header::RETRY_AFTER, v);
-                }
-                response
-            }
+            Self::Limited(wait) => temporarily_unavailable(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-in attempts; try again later.",
+                wait.seconds(),
+            ),
+            Self::Busy => temporarily_unavailable(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many sign-ins are being checked right now; try again shortly.",
+                1,
+            ),
         }
     }
 }
@@ -84,6 +80,21 @@ pub fn error_response(error: &Error, basic_used: bool) -> Response {
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"oxidp\", charset=\"UTF-8\""),
         );
+    }
+    response
+}
+
+/// RFC 6749 §5.2 `temporarily_unavailable` with `Retry-After`.
+fn temporarily_unavailable(status: StatusCode, description: &str, retry_after: u64) -> Response {
+    let mut response = (
+        status,
+        Json(json!({"error": "temporarily_unavailable", "error_description": description})),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    no_store(headers);
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        headers.insert(header::RETRY_AFTER, v);
     }
     response
 }

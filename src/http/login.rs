@@ -181,6 +181,19 @@ async fn login_submit(
             )
             .await;
         }
+        Err(crate::accounts::LoginError::Busy) => {
+            let mut response = pages::error_page(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too busy right now",
+                "Too many sign-ins are being checked at the moment. Go back and try again in a few seconds.",
+            );
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            return response;
+        }
         Err(crate::accounts::LoginError::Internal(e)) => {
             return Unavailable::log(&e).into_response();
         }

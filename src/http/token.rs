@@ -270,6 +270,7 @@ async fn password(
             state.limits.failed(username, Some(ip), unix_now());
             return Err(Error::invalid_grant("incorrect username or password").into());
         }
+        Err(crate::accounts::LoginError::Busy) => return Err(TokenFailure::Busy),
         Err(crate::accounts::LoginError::Internal(e)) => return Err(internal(&e)),
     };
     let now = unix_now();
