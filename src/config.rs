@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub issuer: String,
     /// How long in-flight requests may run after SIGINT/SIGTERM before the process exits.
     pub shutdown_timeout_seconds: u64,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:9000".into(),
             issuer: "http://localhost:9000".into(),
             shutdown_timeout_seconds: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -459,6 +462,15 @@ impl Config {
         validate_issuer(&self.server.issuer)?;
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
             validate_origin(&format!("cors.allowed_origins[{i}]"), origin)?;
+        }
+        for (i, proxy) in self.server.trusted_proxies.iter().enumerate() {
+            if crate::ratelimit::client_ip::Block::parse(proxy).is_none() {
+                return Err(ConfigError::new(
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("{proxy:?}"),
+                    "an IP address or CIDR block such as \"10.0.0.0/8\" or \"::1\"",
+                ));
+            }
         }
         if self.server.shutdown_timeout_seconds == 0 || self.server.shutdown_timeout_seconds > 3600
         {

@@ -94,6 +94,12 @@ impl Application {
         let discovery = serde_json::to_vec(&provider_metadata(&config.server.issuer))
             .map_err(|e| StartupError::Other(e.to_string()))?;
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
+        let trusted_proxies = config
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| crate::ratelimit::client_ip::Block::parse(p))
+            .collect();
         let config_limits = (
             config.ratelimit.password_failures_per_minute,
             config.ratelimit.password_failures_per_minute_per_ip,
@@ -116,6 +122,7 @@ impl Application {
             accounts,
             sessions,
             templates: Arc::new(templates),
+            trusted_proxies: Arc::new(trusted_proxies),
             limits: Arc::new(crate::ratelimit::Limits::new(
                 config_limits.0,
                 config_limits.1,

@@ -141,8 +141,9 @@ async fn login_submit(
         None => None,
     };
     let username = form.get("username").unwrap_or_default().trim().to_string();
-    // The page never trusts an asserted-IP header: a browser cannot choose its IP.
-    let ip = peer.ip();
+    // The page never trusts an asserted-IP header (a browser cannot choose its IP); only
+    // X-Forwarded-For from a trusted reverse proxy.
+    let ip = state.client_ip(peer.ip(), &headers);
     // A limited attempt never reaches argon2.
     if let Err(wait) = state.limits.check(&username, Some(ip), unix_now()) {
         let minutes = wait.seconds().div_ceil(60);

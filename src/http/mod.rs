@@ -50,6 +50,20 @@ pub struct AppState {
     pub sessions: Sessions,
     pub templates: Arc<minijinja::Environment<'static>>,
     pub limits: Arc<crate::ratelimit::Limits>,
+    /// `server.trusted_proxies`, parsed once.
+    pub trusted_proxies: Arc<Vec<crate::ratelimit::client_ip::Block>>,
+}
+
+impl AppState {
+    /// The client's address: the peer, or behind trusted proxies the forwarded one.
+    pub fn client_ip(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> std::net::IpAddr {
+        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        crate::ratelimit::client_ip::end_user(peer, forwarded, &self.trusted_proxies)
+    }
 }
 
 /// Largest request body accepted anywhere: forms and JSON are small; a bound keeps a

@@ -32,7 +32,8 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&state, peer.ip(), &headers, &body).await {
+    let peer = state.client_ip(peer.ip(), &headers);
+    match handle(&state, peer, &headers, &body).await {
         Ok(body) => {
             let mut response = (StatusCode::OK, Json(body)).into_response();
             no_store(response.headers_mut());

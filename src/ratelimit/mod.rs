@@ -7,6 +7,8 @@
 //! This is the in-process (`memory`) backend. Its memory is bounded: entries expire
 //! with their window and, past `MAX_KEYS`, the oldest windows are dropped first.
 
+pub mod client_ip;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;

@@ -112,6 +112,8 @@ pub struct Options {
     pub extra_toml: String,
     /// Lines added inside `[keys]`.
     pub keys_extra: String,
+    /// Lines added inside `[server]`.
+    pub server_extra: String,
     /// Start with an empty key directory, so the server generates its own key.
     pub fresh_keys: bool,
 }
@@ -159,6 +161,7 @@ fn config_text(dir: &Path, db_url: &str, port: u16, options: &Options) -> String
 bind = "127.0.0.1:{port}"
 issuer = "http://127.0.0.1:{port}"
 shutdown_timeout_seconds = 5
+{server_extra}
 
 [database]
 url = "{db_url}"
@@ -176,6 +179,7 @@ outbox_dir = "{outbox}"
         keys = dir.join("keys").display(),
         outbox = dir.join("outbox").display(),
         keys_extra = options.keys_extra,
+        server_extra = options.server_extra,
         extra = options.extra_toml,
     )
 }

@@ -183,3 +183,64 @@ async fn login_page_counts_the_peer_address_and_answers_inline() {
     let html = limited.text().await.unwrap();
     assert!(html.contains("Too many failed attempts"), "{html}");
 }
+
+async fn login_from(app: &crate::helpers::TestApp, user: &str, forwarded_for: &str) -> u16 {
+    let page = app
+        .http
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_input(&page, "csrf_token").unwrap();
+    app.http
+        .post(app.url("/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[
+            ("username", user),
+            ("password", "wrong password!"),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Behind a trusted reverse proxy each end user is counted by the forwarded address;
+/// without one, X-Forwarded-For is a header anyone can forge and is ignored.
+#[tokio::test]
+async fn x_forwarded_for_counts_only_behind_a_trusted_proxy() {
+    let mut options = options("password_failures_per_minute_per_ip = 3");
+    options.server_extra = "trusted_proxies = [\"127.0.0.1\"]".into();
+    let behind_proxy = spawn_app_with(options).await;
+    for (user, xff) in [
+        ("u1", "192.0.2.1"),
+        ("u2", "192.0.2.2"),
+        ("u3", "192.0.2.3"),
+        ("u4", "192.0.2.4"),
+    ] {
+        assert_eq!(login_from(&behind_proxy, user, xff).await, 200, "{xff}");
+    }
+    for user in ["v1", "v2", "v3"] {
+        assert_eq!(login_from(&behind_proxy, user, "203.0.113.50").await, 200);
+    }
+    assert_eq!(login_from(&behind_proxy, "v4", "203.0.113.50").await, 429);
+
+    let direct = spawn_app_with(self::options("password_failures_per_minute_per_ip = 3")).await;
+    for (user, xff) in [
+        ("u1", "192.0.2.1"),
+        ("u2", "192.0.2.2"),
+        ("u3", "192.0.2.3"),
+    ] {
+        assert_eq!(login_from(&direct, user, xff).await, 200);
+    }
+    assert_eq!(
+        login_from(&direct, "u4", "192.0.2.4").await,
+        429,
+        "forged X-Forwarded-For must not help"
+    );
+}
