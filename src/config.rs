@@ -670,11 +670,11 @@ impl Config {
         }
         // The shared backends come later; refuse them rather than silently run per
         // process limits that the operator believes are shared.
-        if r.backend != RateLimitBackend::Memory {
+        if r.backend == RateLimitBackend::Redis {
             return Err(ConfigError::new(
                 "ratelimit.backend",
-                format!("{:?}", r.backend).to_lowercase(),
-                "\"memory\" (the database and redis backends are not available yet)",
+                "redis",
+                "\"memory\" or \"database\" (the redis backend is not available yet)",
             ));
         }
         match (r.backend, &r.redis_url) {

@@ -100,10 +100,16 @@ impl Application {
             .iter()
             .filter_map(|p| crate::ratelimit::client_ip::Block::parse(p))
             .collect();
-        let config_limits = (
+        let (per_user, per_ip) = (
             config.ratelimit.password_failures_per_minute,
             config.ratelimit.password_failures_per_minute_per_ip,
         );
+        let limits = match config.ratelimit.backend {
+            crate::config::RateLimitBackend::Database => {
+                crate::ratelimit::Limits::database(store.clone(), per_user, per_ip)
+            }
+            _ => crate::ratelimit::Limits::memory(per_user, per_ip),
+        };
         let accounts = Accounts::new(store.clone(), password_hasher()?)
             .requiring_verified_email(config.accounts.require_verified_email);
         let sessions = Sessions::new(
@@ -123,10 +129,7 @@ impl Application {
             sessions,
             templates: Arc::new(templates),
             trusted_proxies: Arc::new(trusted_proxies),
-            limits: Arc::new(crate::ratelimit::Limits::new(
-                config_limits.0,
-                config_limits.1,
-            )),
+            limits: Arc::new(limits),
         };
         Ok(Self {
             listener,

@@ -145,7 +145,11 @@ async fn login_submit(
     // X-Forwarded-For from a trusted reverse proxy.
     let ip = state.client_ip(peer.ip(), &headers);
     // A limited attempt never reaches argon2.
-    if let Err(wait) = state.limits.check(&username, Some(ip), unix_now()) {
+    let verdict = match state.limits.check(&username, Some(ip), unix_now()).await {
+        Ok(v) => v,
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    if let Err(wait) = verdict {
         let minutes = wait.seconds().div_ceil(60);
         let message = format!("Too many failed attempts. Try again in {minutes} minute(s).");
         let mut response = login_form(
@@ -167,11 +171,15 @@ async fn login_submit(
     let password = SecretString::from(form.get("password").unwrap_or_default().to_string());
     let user = match state.accounts.authenticate(&username, &password).await {
         Ok(user) => {
-            state.limits.succeeded(&username);
+            if let Err(e) = state.limits.succeeded(&username).await {
+                return Unavailable::log(&e).into_response();
+            }
             user
         }
         Err(crate::accounts::LoginError::Rejected) => {
-            state.limits.failed(&username, Some(ip), unix_now());
+            if let Err(e) = state.limits.failed(&username, Some(ip), unix_now()).await {
+                return Unavailable::log(&e).into_response();
+            }
             return login_form(
                 &state,
                 jar,

@@ -259,16 +259,26 @@ async fn password(
     state
         .limits
         .check(username, Some(ip), unix_now())
+        .await
+        .map_err(|e| internal(&e))?
         .map_err(TokenFailure::Limited)?;
     let secret = secrecy::SecretString::from(password.to_string());
     let user = match state.accounts.authenticate(username.trim(), &secret).await {
         Ok(user) => {
-            state.limits.succeeded(username);
+            state
+                .limits
+                .succeeded(username)
+                .await
+                .map_err(|e| internal(&e))?;
             user
         }
         // RFC 6749 §5.2: wrong credentials are invalid_grant; one message for every cause.
         Err(crate::accounts::LoginError::Rejected) => {
-            state.limits.failed(username, Some(ip), unix_now());
+            state
+                .limits
+                .failed(username, Some(ip), unix_now())
+                .await
+                .map_err(|e| internal(&e))?;
             return Err(Error::invalid_grant("incorrect username or password").into());
         }
         Err(crate::accounts::LoginError::Busy) => return Err(TokenFailure::Busy),

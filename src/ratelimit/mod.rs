@@ -4,8 +4,9 @@
 //! refused before argon2 runs. A username that keeps hitting its limit is locked out
 //! for exponentially longer (1, 2, 4 … 60 minutes); a success clears its record.
 //!
-//! This is the in-process (`memory`) backend. Its memory is bounded: entries expire
-//! with their window and, past `MAX_KEYS`, the oldest windows are dropped first.
+//! Two backends keep the counters: `memory` (in the process; bounded: entries expire
+//! with their window and, past `MAX_KEYS`, the least recently seen go first) and
+//! `database` (the `login_failures` table, shared by every instance on one database).
 
 pub mod client_ip;
 
@@ -83,10 +84,11 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
         // The limit is reached: wait out the window, or, for usernames that keep
         // coming back, an exponentially longer lockout.
         entry.strikes += 1;
-        let wait = if self.lockout && entry.strikes > 1 {
-            (WINDOW_SECONDS << (entry.strikes - 1).min(6)).min(MAX_LOCKOUT_SECONDS)
+        let left = WINDOW_SECONDS - (now - entry.window_start);
+        let wait = if self.lockout {
+            lockout_seconds(i64::from(entry.strikes), left)
         } else {
-            WINDOW_SECONDS - (now - entry.window_start)
+            left
         };
         entry.blocked_until = now + wait.max(1);
         entry.window_start = now;
@@ -118,12 +120,12 @@ fn evict<K: std::hash::Hash + Eq + Clone>(entries: &mut HashMap<K, Entry>, now: 
 
 /// The failure counters of one process.
 #[derive(Debug)]
-pub struct Limits {
+pub struct MemoryLimits {
     per_user: Table<String>,
     per_ip: Table<IpAddr>,
 }
 
-impl Limits {
+impl MemoryLimits {
     pub fn new(failures_per_user: u32, failures_per_ip: u32) -> Self {
         Self {
             per_user: Table::new(failures_per_user, true),
@@ -165,13 +167,151 @@ impl Limits {
     }
 }
 
+/// Lockout length after `strikes` hits of the limit in a row: the rest of the window the
+/// first time, then 2, 4, 8 … minutes, at most an hour.
+fn lockout_seconds(strikes: i64, window_left: i64) -> i64 {
+    if strikes <= 1 {
+        window_left.max(1)
+    } else {
+        (WINDOW_SECONDS << (strikes - 1).min(6)).min(MAX_LOCKOUT_SECONDS)
+    }
+}
+
+/// The counters in the database: the same rules, shared by all instances.
+#[derive(Debug, Clone)]
+pub struct DatabaseLimits {
+    store: crate::storage::Store,
+    per_user: i64,
+    per_ip: i64,
+}
+
+impl DatabaseLimits {
+    async fn blocked(
+        &self,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<i64>, crate::storage::StoreError> {
+        self.store.failure_block(key, now).await
+    }
+
+    async fn fail(
+        &self,
+        key: &str,
+        limit: i64,
+        lockout: bool,
+        now: i64,
+    ) -> Result<(), crate::storage::StoreError> {
+        let count = self.store.count_failure(key, now, WINDOW_SECONDS).await?;
+        if count.failures < limit {
+            return Ok(());
+        }
+        if let Some(strikes) = self.store.start_block(key, limit, now).await? {
+            let left = WINDOW_SECONDS - (now - count.window_start);
+            let wait = if lockout {
+                lockout_seconds(strikes, left)
+            } else {
+                left.max(1)
+            };
+            self.store.set_block(key, now + wait).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The brute-force limits, whichever backend keeps them.
+#[derive(Debug)]
+pub enum Limits {
+    Memory(MemoryLimits),
+    Database(DatabaseLimits),
+}
+
+fn user_key(username: &str) -> String {
+    format!("user:{}", username.trim().to_lowercase())
+}
+
+fn ip_key(ip: IpAddr) -> String {
+    format!("ip:{ip}")
+}
+
+impl Limits {
+    pub fn memory(failures_per_user: u32, failures_per_ip: u32) -> Self {
+        Self::Memory(MemoryLimits::new(failures_per_user, failures_per_ip))
+    }
+
+    pub fn database(
+        store: crate::storage::Store,
+        failures_per_user: u32,
+        failures_per_ip: u32,
+    ) -> Self {
+        Self::Database(DatabaseLimits {
+            store,
+            per_user: i64::from(failures_per_user),
+            per_ip: i64::from(failures_per_ip),
+        })
+    }
+
+    /// Before a password is checked: refused while the username or the IP is blocked.
+    pub async fn check(
+        &self,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Result<(), RetryAfter>, crate::storage::StoreError> {
+        match self {
+            Self::Memory(m) => Ok(m.check(username, ip, now)),
+            Self::Database(d) => {
+                let user = d.blocked(&user_key(username), now).await?;
+                let ip = match ip {
+                    Some(ip) => d.blocked(&ip_key(ip), now).await?,
+                    None => None,
+                };
+                Ok(match user.max(ip) {
+                    Some(wait) => Err(RetryAfter(Duration::from_secs(wait as u64))),
+                    None => Ok(()),
+                })
+            }
+        }
+    }
+
+    pub async fn failed(
+        &self,
+        username: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<(), crate::storage::StoreError> {
+        match self {
+            Self::Memory(m) => {
+                m.failed(username, ip, now);
+                Ok(())
+            }
+            Self::Database(d) => {
+                d.fail(&user_key(username), d.per_user, true, now).await?;
+                if let Some(ip) = ip {
+                    d.fail(&ip_key(ip), d.per_ip, false, now).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn succeeded(&self, username: &str) -> Result<(), crate::storage::StoreError> {
+        match self {
+            Self::Memory(m) => {
+                m.succeeded(username);
+                Ok(())
+            }
+            Self::Database(d) => d.store.clear_failures(&user_key(username)).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn five_failures_block_the_username_for_the_rest_of_the_minute() {
-        let limits = Limits::new(5, 30);
+        let limits = MemoryLimits::new(5, 30);
         for _ in 0..4 {
             limits.failed("Alice", None, 1000);
             assert!(limits.check("alice", None, 1000).is_ok());
@@ -188,7 +328,7 @@ mod tests {
 
     #[test]
     fn repeated_blocks_back_off_exponentially_and_success_resets() {
-        let limits = Limits::new(2, 100);
+        let limits = MemoryLimits::new(2, 100);
         let mut now = 0;
         let mut waits = Vec::new();
         for _ in 0..4 {
@@ -206,7 +346,7 @@ mod tests {
 
     #[test]
     fn ip_limit_counts_across_usernames_and_success_does_not_clear_it() {
-        let limits = Limits::new(5, 3);
+        let limits = MemoryLimits::new(5, 3);
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
         limits.failed("a", Some(ip), 0);
         limits.failed("b", Some(ip), 0);
@@ -222,7 +362,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded() {
-        let limits = Limits::new(5, 30);
+        let limits = MemoryLimits::new(5, 30);
         for i in 0..(MAX_KEYS + 5_000) {
             limits.failed(&format!("user{i}"), None, 0);
         }

@@ -24,6 +24,11 @@ const SQLITE: &[Step] = &[
         "refresh_tokens",
         include_str!("../../migrations/sqlite/0003_refresh_tokens.sql"),
     ),
+    (
+        4,
+        "login_failures",
+        include_str!("../../migrations/sqlite/0004_login_failures.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -41,6 +46,11 @@ const POSTGRES: &[Step] = &[
         3,
         "refresh_tokens",
         include_str!("../../migrations/postgres/0003_refresh_tokens.sql"),
+    ),
+    (
+        4,
+        "login_failures",
+        include_str!("../../migrations/postgres/0004_login_failures.sql"),
     ),
 ];
 

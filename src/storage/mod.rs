@@ -6,6 +6,7 @@
 //! pool type, so the code is written once and type-checked twice, without `sqlx::Any`.
 
 mod clients;
+mod failures;
 mod keys;
 mod migrations;
 mod purge;
@@ -21,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::SqlitePool;
 
 pub use clients::{ClientRecord, RedirectKind};
+pub use failures::FailureCount;
 pub use keys::KeyRecord;
 pub use purge::Purged;
 pub use refresh::{NewRefresh, RefreshRecord};

@@ -22,7 +22,7 @@ impl Purged {
 }
 
 /// (table, key, condition) — every condition is served by an index on its time column.
-const TARGETS: [(&str, &str, &str); 5] = [
+const TARGETS: [(&str, &str, &str); 6] = [
     ("authorization_codes", "code_hash", "expires_at < $1"),
     ("authorization_requests", "id_hash", "expires_at < $1"),
     (
@@ -36,13 +36,20 @@ const TARGETS: [(&str, &str, &str); 5] = [
         "expires_at < $1 OR family_expires_at < $1",
     ),
     ("revocations", "id", "expires_at < $1"),
+    // Counters idle for an hour hold neither a live window nor a block (blocks last at
+    // most an hour).
+    (
+        "login_failures",
+        "key",
+        "last_seen < $1 - 3600 AND blocked_until < $1",
+    ),
 ];
 
 impl Store {
     /// Deletes expired codes, pending requests, ended or expired sessions, expired
     /// refresh tokens and revocations that outlived what they revoked.
     pub async fn purge_expired(&self, now: i64) -> Result<Purged> {
-        let mut counts = [0u64; 5];
+        let mut counts = [0u64; 6];
         for (i, (table, key, condition)) in TARGETS.iter().enumerate() {
             let sql = format!(
                 "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {BATCH})"
@@ -63,7 +70,14 @@ impl Store {
                 tokio::task::yield_now().await;
             }
         }
-        let [codes, requests, sessions, refresh_tokens, revocations] = counts;
+        let [
+            codes,
+            requests,
+            sessions,
+            refresh_tokens,
+            revocations,
+            _counters,
+        ] = counts;
         Ok(Purged {
             codes,
             requests,

@@ -454,12 +454,6 @@ fn email_log_token_and_ratelimit_settings_are_checked() {
             "ratelimit.backend",
         ),
         (
-            "database backend (not available yet)",
-            "[ratelimit]\nbackend = \"database\"".into(),
-            no_env(),
-            "ratelimit.backend",
-        ),
-        (
             "malformed redis_url",
             "[ratelimit]\nredis_url = \"http://x\"".into(),
             no_env(),

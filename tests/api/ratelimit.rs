@@ -47,9 +47,8 @@ async fn attempt(
     request.send().await.unwrap()
 }
 
-#[tokio::test]
-async fn five_failures_per_user_then_429_even_with_the_right_password() {
-    let app = spawn_app_with(options("")).await;
+async fn five_failures_per_user_then_429_even_with_the_right_password(backend: &str) {
+    let app = spawn_app_with(options(backend)).await;
     for i in 0..5 {
         let r = attempt(
             &app,
@@ -81,9 +80,8 @@ async fn five_failures_per_user_then_429_even_with_the_right_password() {
     );
 }
 
-#[tokio::test]
-async fn a_success_resets_the_username_count() {
-    let app = spawn_app_with(options("")).await;
+async fn a_success_resets_the_username_count(backend: &str) {
+    let app = spawn_app_with(options(backend)).await;
     for _ in 0..4 {
         assert_eq!(
             attempt(&app, USER, "wrong password!", None).await.status(),
@@ -100,9 +98,11 @@ async fn a_success_resets_the_username_count() {
     }
 }
 
-#[tokio::test]
-async fn failures_per_asserted_end_user_ip_from_the_first_party_client() {
-    let app = spawn_app_with(options("password_failures_per_minute_per_ip = 3")).await;
+async fn failures_per_asserted_end_user_ip_from_the_first_party_client(backend: &str) {
+    let app = spawn_app_with(options(&format!(
+        "{backend}\npassword_failures_per_minute_per_ip = 3"
+    )))
+    .await;
     for user in ["u1", "u2", "u3"] {
         assert_eq!(
             attempt(&app, user, "wrong password!", Some("203.0.113.9"))
@@ -141,9 +141,11 @@ async fn failures_per_asserted_end_user_ip_from_the_first_party_client() {
 }
 
 /// On the login page the header is never trusted: a browser cannot choose its IP.
-#[tokio::test]
-async fn login_page_counts_the_peer_address_and_answers_inline() {
-    let app = spawn_app_with(options("password_failures_per_minute_per_ip = 3")).await;
+async fn login_page_counts_the_peer_address_and_answers_inline(backend: &str) {
+    let app = spawn_app_with(options(&format!(
+        "{backend}\npassword_failures_per_minute_per_ip = 3"
+    )))
+    .await;
     let login = |user: &'static str, spoof: &'static str| {
         let app = &app;
         async move {
@@ -212,9 +214,10 @@ async fn login_from(app: &crate::helpers::TestApp, user: &str, forwarded_for: &s
 
 /// Behind a trusted reverse proxy each end user is counted by the forwarded address;
 /// without one, X-Forwarded-For is a header anyone can forge and is ignored.
-#[tokio::test]
-async fn x_forwarded_for_counts_only_behind_a_trusted_proxy() {
-    let mut options = options("password_failures_per_minute_per_ip = 3");
+async fn x_forwarded_for_counts_only_behind_a_trusted_proxy(backend: &str) {
+    let mut options = options(&format!(
+        "{backend}\npassword_failures_per_minute_per_ip = 3"
+    ));
     options.server_extra = "trusted_proxies = [\"127.0.0.1\"]".into();
     let behind_proxy = spawn_app_with(options).await;
     for (user, xff) in [
@@ -230,7 +233,10 @@ async fn x_forwarded_for_counts_only_behind_a_trusted_proxy() {
     }
     assert_eq!(login_from(&behind_proxy, "v4", "203.0.113.50").await, 429);
 
-    let direct = spawn_app_with(self::options("password_failures_per_minute_per_ip = 3")).await;
+    let direct = spawn_app_with(self::options(&format!(
+        "{backend}\npassword_failures_per_minute_per_ip = 3"
+    )))
+    .await;
     for (user, xff) in [
         ("u1", "192.0.2.1"),
         ("u2", "192.0.2.2"),
@@ -243,4 +249,113 @@ async fn x_forwarded_for_counts_only_behind_a_trusted_proxy() {
         429,
         "forged X-Forwarded-For must not help"
     );
+}
+
+const MEMORY: &str = "backend = \"memory\"";
+const DATABASE: &str = "backend = \"database\"";
+
+/// Every scenario runs against both backends.
+macro_rules! both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::MEMORY).await;
+            })*
+        }
+        mod database {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(super::DATABASE).await;
+            })*
+        }
+    };
+}
+
+both_backends!(
+    five_failures_per_user_then_429_even_with_the_right_password,
+    a_success_resets_the_username_count,
+    failures_per_asserted_end_user_ip_from_the_first_party_client,
+    login_page_counts_the_peer_address_and_answers_inline,
+    x_forwarded_for_counts_only_behind_a_trusted_proxy,
+);
+
+/// With the database backend, instances share the counters: failures on one server
+/// block the username on another.
+#[tokio::test]
+async fn database_limits_are_shared_by_two_processes() {
+    let app = spawn_app_with(options(DATABASE)).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = app.config_toml.replace(
+        &format!("bind = \"127.0.0.1:{}\"", app.port),
+        &format!("bind = \"127.0.0.1:{port}\""),
+    );
+    let path = app.dir.path().join("second.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oxidp"))
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut child);
+    let second = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if reqwest::get(format!("{second}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "second server did not start");
+    let fail_at = |base: String| {
+        let http = app.http.clone();
+        async move {
+            http.post(format!("{base}/token"))
+                .basic_auth(FP, Some(CLIENT_SECRET))
+                .form(&[
+                    ("grant_type", "password"),
+                    ("username", USER),
+                    ("password", "wrong password!"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for base in [
+        app.address.clone(),
+        second.clone(),
+        app.address.clone(),
+        second.clone(),
+        app.address.clone(),
+    ] {
+        assert_eq!(fail_at(base).await, 400);
+    }
+    assert_eq!(
+        fail_at(second.clone()).await,
+        429,
+        "the second server sees the first's failures"
+    );
+    assert_eq!(fail_at(app.address.clone()).await, 429);
 }
