@@ -212,6 +212,8 @@ pub enum RateLimitBackend {
 pub struct RateLimitConfig {
     pub backend: RateLimitBackend,
     pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key, so deployments (or tests) can share one server.
+    pub redis_key_prefix: String,
     pub client_ip_header: Option<String>,
     pub password_failures_per_minute: u32,
     pub password_failures_per_minute_per_ip: u32,
@@ -223,6 +225,7 @@ impl Default for RateLimitConfig {
         Self {
             backend: RateLimitBackend::Memory,
             redis_url: None,
+            redis_key_prefix: "oxidp".into(),
             client_ip_header: None,
             password_failures_per_minute: 5,
             password_failures_per_minute_per_ip: 30,
@@ -670,11 +673,17 @@ impl Config {
         }
         // The shared backends come later; refuse them rather than silently run per
         // process limits that the operator believes are shared.
-        if r.backend == RateLimitBackend::Redis {
+        if r.redis_key_prefix.is_empty()
+            || r.redis_key_prefix.len() > 64
+            || !r
+                .redis_key_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
             return Err(ConfigError::new(
-                "ratelimit.backend",
-                "redis",
-                "\"memory\" or \"database\" (the redis backend is not available yet)",
+                "ratelimit.redis_key_prefix",
+                format!("{:?}", r.redis_key_prefix),
+                "1 to 64 characters: letters, digits, '-', '_', '.', ':'",
             ));
         }
         match (r.backend, &r.redis_url) {

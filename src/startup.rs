@@ -108,7 +108,29 @@ impl Application {
             crate::config::RateLimitBackend::Database => {
                 crate::ratelimit::Limits::database(store.clone(), per_user, per_ip)
             }
-            _ => crate::ratelimit::Limits::memory(per_user, per_ip),
+            crate::config::RateLimitBackend::Redis => {
+                use secrecy::ExposeSecret;
+                let url = config
+                    .ratelimit
+                    .redis_url
+                    .as_ref()
+                    .map(|u| u.expose_secret().to_string())
+                    .unwrap_or_default();
+                let redis = crate::ratelimit::RedisLimits::connect(
+                    &url,
+                    &config.ratelimit.redis_key_prefix,
+                    per_user,
+                    per_ip,
+                )
+                .await
+                .map_err(|e| {
+                    StartupError::Other(format!("cannot connect to ratelimit.redis_url: {e}"))
+                })?;
+                crate::ratelimit::Limits::Redis(redis)
+            }
+            crate::config::RateLimitBackend::Memory => {
+                crate::ratelimit::Limits::memory(per_user, per_ip)
+            }
         };
         let accounts = Accounts::new(store.clone(), password_hasher()?)
             .requiring_verified_email(config.accounts.require_verified_email);

@@ -9,6 +9,9 @@
 //! `database` (the `login_failures` table, shared by every instance on one database).
 
 pub mod client_ip;
+mod redis;
+
+pub use self::redis::RedisLimits;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -24,6 +27,18 @@ const MAX_LOCKOUT_SECONDS: i64 = 3600;
 /// How long the caller must wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub Duration);
+
+impl PartialOrd for RetryAfter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RetryAfter {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
 
 impl RetryAfter {
     pub fn seconds(&self) -> u64 {
@@ -218,11 +233,21 @@ impl DatabaseLimits {
     }
 }
 
+/// A backend failed; the caller answers 503 (a security control fails closed).
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error(transparent)]
+    Database(#[from] crate::storage::StoreError),
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+}
+
 /// The brute-force limits, whichever backend keeps them.
 #[derive(Debug)]
 pub enum Limits {
     Memory(MemoryLimits),
     Database(DatabaseLimits),
+    Redis(RedisLimits),
 }
 
 fn user_key(username: &str) -> String {
@@ -256,7 +281,7 @@ impl Limits {
         username: &str,
         ip: Option<IpAddr>,
         now: i64,
-    ) -> Result<Result<(), RetryAfter>, crate::storage::StoreError> {
+    ) -> Result<Result<(), RetryAfter>, LimitError> {
         match self {
             Self::Memory(m) => Ok(m.check(username, ip, now)),
             Self::Database(d) => {
@@ -270,6 +295,17 @@ impl Limits {
                     None => Ok(()),
                 })
             }
+            Self::Redis(r) => {
+                let user = r.blocked(&user_key(username)).await?;
+                let ip = match ip {
+                    Some(ip) => r.blocked(&ip_key(ip)).await?,
+                    None => None,
+                };
+                Ok(match user.max(ip) {
+                    Some(wait) => Err(wait),
+                    None => Ok(()),
+                })
+            }
         }
     }
 
@@ -278,7 +314,7 @@ impl Limits {
         username: &str,
         ip: Option<IpAddr>,
         now: i64,
-    ) -> Result<(), crate::storage::StoreError> {
+    ) -> Result<(), LimitError> {
         match self {
             Self::Memory(m) => {
                 m.failed(username, ip, now);
@@ -291,16 +327,24 @@ impl Limits {
                 }
                 Ok(())
             }
+            Self::Redis(r) => {
+                r.fail(&user_key(username), true).await?;
+                if let Some(ip) = ip {
+                    r.fail(&ip_key(ip), false).await?;
+                }
+                Ok(())
+            }
         }
     }
 
-    pub async fn succeeded(&self, username: &str) -> Result<(), crate::storage::StoreError> {
+    pub async fn succeeded(&self, username: &str) -> Result<(), LimitError> {
         match self {
             Self::Memory(m) => {
                 m.succeeded(username);
                 Ok(())
             }
-            Self::Database(d) => d.store.clear_failures(&user_key(username)).await,
+            Self::Database(d) => Ok(d.store.clear_failures(&user_key(username)).await?),
+            Self::Redis(r) => Ok(r.clear(&user_key(username)).await?),
         }
     }
 }
