@@ -161,36 +161,20 @@ async fn authorization_code(
         }
         Redemption::Unknown => return Err(bad_code()),
     }
-    let refresh = if allows(client, GrantType::RefreshToken) {
-        let refresh_grant = RefreshGrant {
+    let refresh = start_refresh_family(
+        state,
+        client,
+        &user.id,
+        &grant_id,
+        RefreshGrant {
             scopes: grant.scopes.clone(),
             auth_time: grant.auth_time,
             sid: Some(grant.sid.clone()),
             claims: grant.claims.clone(),
-        };
-        // Without offline_access the refresh token lives with the browser session.
-        let offline = grant.scopes.iter().any(|s| s == OFFLINE_ACCESS);
-        let bound = (!offline).then_some(grant.sid.as_str());
-        Some(
-            state
-                .sessions
-                .issue_refresh(
-                    &FamilyStart {
-                        family_id: &grant_id,
-                        client_id: &client.id,
-                        user_id: &user.id,
-                        bound_sid: bound,
-                    },
-                    &refresh_grant,
-                    refresh_policy(state),
-                    now,
-                )
-                .await
-                .map_err(|e| internal(&e))?,
-        )
-    } else {
-        None
-    };
+        },
+        now,
+    )
+    .await?;
     let token_grant = Grant {
         issuer: &state.config.server.issuer,
         client_id: &client.id,
@@ -293,34 +277,20 @@ async fn password(
         .await
         .map_err(|e| internal(&e))?;
     let grant_id = uuid::Uuid::new_v4().to_string();
-    let refresh = if allows(client, GrantType::RefreshToken) {
-        let refresh_grant = RefreshGrant {
+    let refresh = start_refresh_family(
+        state,
+        client,
+        &user.id,
+        &grant_id,
+        RefreshGrant {
             scopes: scopes.clone(),
             auth_time: session.auth_time,
             sid: Some(session.sid.clone()),
             claims: Default::default(),
-        };
-        let offline = scopes.iter().any(|s| s == OFFLINE_ACCESS);
-        Some(
-            state
-                .sessions
-                .issue_refresh(
-                    &FamilyStart {
-                        family_id: &grant_id,
-                        client_id: &client.id,
-                        user_id: &user.id,
-                        bound_sid: (!offline).then_some(session.sid.as_str()),
-                    },
-                    &refresh_grant,
-                    refresh_policy(state),
-                    now,
-                )
-                .await
-                .map_err(|e| internal(&e))?,
-        )
-    } else {
-        None
-    };
+        },
+        now,
+    )
+    .await?;
     let token_grant = Grant {
         issuer: &state.config.server.issuer,
         client_id: &client.id,
@@ -333,6 +303,39 @@ async fn password(
         now,
     };
     mint(state, &token_grant, &user, None, &[], &[], refresh)
+}
+
+/// Starts a refresh family for a client with the `refresh_token` grant. Without
+/// `offline_access` the family lives with the browser session `grant.sid`.
+async fn start_refresh_family(
+    state: &AppState,
+    client: &ClientRecord,
+    user_id: &str,
+    grant_id: &str,
+    grant: RefreshGrant,
+    now: i64,
+) -> Result<Option<String>, TokenFailure> {
+    if !allows(client, GrantType::RefreshToken) {
+        return Ok(None);
+    }
+    let offline = grant.scopes.iter().any(|s| s == OFFLINE_ACCESS);
+    let bound_sid = if offline { None } else { grant.sid.as_deref() };
+    let token = state
+        .sessions
+        .issue_refresh(
+            &FamilyStart {
+                family_id: grant_id,
+                client_id: &client.id,
+                user_id,
+                bound_sid,
+            },
+            &grant,
+            refresh_policy(state),
+            now,
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+    Ok(Some(token))
 }
 
 fn allows(client: &ClientRecord, grant: GrantType) -> bool {
