@@ -446,10 +446,20 @@ fn email_log_token_and_ratelimit_settings_are_checked() {
             "accounts.allow_registration",
         ),
         (
-            // Only the in-process backend exists yet; the shared ones are refused
-            // rather than silently run per process.
-            "redis backend (not available yet)",
-            "[ratelimit]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"".into(),
+            "redis backend without redis_url",
+            "[ratelimit]\nbackend = \"redis\"".into(),
+            no_env(),
+            "ratelimit.redis_url",
+        ),
+        (
+            "redis key prefix with a space",
+            "[ratelimit]\nredis_key_prefix = \"a b\"".into(),
+            no_env(),
+            "ratelimit.redis_key_prefix",
+        ),
+        (
+            "unknown ratelimit backend",
+            "[ratelimit]\nbackend = \"carrier-pigeon\"".into(),
             no_env(),
             "ratelimit.backend",
         ),
