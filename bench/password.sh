@@ -29,7 +29,7 @@ outbox_dir = "$work/outbox"
 level = "warn"
 [ratelimit]
 password_failures_per_minute = 5
-password_failures_per_minute_per_ip = 1000000
+password_failures_per_minute_per_ip = 100000
 [[users]]
 username = "bench"
 email = "bench@example.com"
