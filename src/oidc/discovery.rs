@@ -53,7 +53,12 @@ pub fn provider_metadata(issuer: &str) -> ProviderMetadata {
         jwks_uri: url(JWKS_PATH),
         response_types_supported: vec!["code"],
         response_modes_supported: vec!["query", "form_post"],
-        grant_types_supported: vec!["authorization_code", "refresh_token", "client_credentials"],
+        grant_types_supported: vec![
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password",
+        ],
         // OIDC Core §8: public subject identifiers (one stable `sub` per user).
         subject_types_supported: vec!["public"],
         id_token_signing_alg_values_supported: vec!["RS256"],
