@@ -321,41 +321,4 @@ impl Store {
         });
         Ok(())
     }
-
-    /// A user by `sub`, with roles.
-    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<super::UserRecord>> {
-        if !super::storable(id) {
-            return Ok(None);
-        }
-        let username: Option<String> = dispatch!(self, pool => {
-            sqlx::query_scalar("SELECT username FROM users WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-        });
-        match username {
-            Some(u) => self.find_user_by_username(&u).await,
-            None => Ok(None),
-        }
-    }
-
-    /// A user by username or e-mail address (the login form takes either).
-    pub async fn find_user_by_login(&self, login: &str) -> Result<Option<super::UserRecord>> {
-        if !super::storable(login) {
-            return Ok(None);
-        }
-        if let Some(user) = self.find_user_by_username(login).await? {
-            return Ok(Some(user));
-        }
-        let username: Option<String> = dispatch!(self, pool => {
-            sqlx::query_scalar("SELECT username FROM users WHERE email = $1")
-                .bind(login.trim().to_lowercase())
-                .fetch_optional(pool)
-                .await?
-        });
-        match username {
-            Some(u) => self.find_user_by_username(&u).await,
-            None => Ok(None),
-        }
-    }
 }

@@ -183,13 +183,37 @@ impl Store {
 
     /// Finds a user by username (case-insensitive), with roles.
     pub async fn find_user_by_username(&self, username: &str) -> Result<Option<UserRecord>> {
-        if !super::storable(username) {
+        self.find_user_where("lower(username) = lower($1)", username)
+            .await
+    }
+
+    /// A user by `sub`, with roles.
+    pub async fn find_user_by_id(&self, id: &str) -> Result<Option<UserRecord>> {
+        self.find_user_where("id = $1", id).await
+    }
+
+    /// A user by username or e-mail address (the login form takes either).
+    pub async fn find_user_by_login(&self, login: &str) -> Result<Option<UserRecord>> {
+        if let Some(user) = self.find_user_by_username(login).await? {
+            return Ok(Some(user));
+        }
+        self.find_user_where("email = $1", &login.trim().to_lowercase())
+            .await
+    }
+
+    /// One user matching `condition` (a fixed SQL predicate on `$1`), with roles.
+    async fn find_user_where(
+        &self,
+        condition: &'static str,
+        value: &str,
+    ) -> Result<Option<UserRecord>> {
+        if !super::storable(value) {
             return Ok(None);
         }
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)");
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}");
         let user = dispatch!(self, pool => {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(username)
+                .bind(value)
                 .fetch_optional(pool)
                 .await?;
             match row {
