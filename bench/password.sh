@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
 CONNECTIONS="${CONNECTIONS:-32}"
 PORT="${PORT:-9390}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
@@ -48,7 +49,6 @@ target/release/oxidp --config "$work/config.toml" serve &
 server=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
-ceiling=$(target/release/examples/argon2_rate "$DURATION" | awk '{print $2}')
 
 basic=$(printf 'frontend:%s' "$secret" | base64 -w0)
 lua() {
@@ -66,22 +66,34 @@ run() {
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/$1.lua" "http://127.0.0.1:$PORT/token"
 }
 
-ok=$(run ok)
+rps() { echo "$1" | awk '/Requests\/sec/ {print $2}'; }
+p50() { echo "$1" | awk '/ 50%/ {print $2}'; }
+p99() { echo "$1" | awk '/ 99%/ {print $2}'; }
+non2xx() { echo "$1" | awk '/Non-2xx/ { n = $5 } END { print n + 0 }'; }
+argon2_rate() { target/release/examples/argon2_rate "$DURATION" | awk '{print $2}'; }
+
+echo "machine: $(nproc) cores"
+# A shared machine's speed drifts by 20% from one minute to the next, so the ceiling and
+# the grant are measured in alternation (A B A B …) and each grant run is set against
+# the mean of the ceilings just before and after it.
+ratios=()
+previous=$(argon2_rate)
+for round in $(seq "$ROUNDS"); do
+  ok=$(run ok)
+  next=$(argon2_rate)
+  ok_rps=$(rps "$ok")
+  ratio=$(awk -v a="$ok_rps" -v b="$previous" -v c="$next" 'BEGIN { printf "%.2f", a / ((b + c) / 2) }')
+  ratios+=("$ratio")
+  echo "round $round: argon2id ceiling $previous -> $next verifications/s; password grant ${ok_rps} req/s, p50 $(p50 "$ok"), p99 $(p99 "$ok"), non-2xx $(non2xx "$ok"); fraction $ratio"
+  previous=$next
+done
+printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END { printf "fraction of the argon2 ceiling (median of %d rounds): %s\n", NR, r[int((NR + 1) / 2)] }'
+
 # Five wrong passwords block the victim; every later attempt is refused before argon2.
 for _ in 1 2 3 4 5; do
   curl -s -o /dev/null -u "frontend:$secret" -d "grant_type=password&username=victim&password=wrong" "http://127.0.0.1:$PORT/token"
 done
 refused=$(run refused)
 
-rps() { echo "$1" | awk '/Requests\/sec/ {print $2}'; }
-p50() { echo "$1" | awk '/ 50%/ {print $2}'; }
-p99() { echo "$1" | awk '/ 99%/ {print $2}'; }
-non2xx() { echo "$1" | awk '/Non-2xx/ {print $5}'; }
-
-ok_rps=$(rps "$ok")
-echo "machine: $(nproc) cores"
-echo "argon2id ceiling (verifications/s, all cores): $ceiling"
-echo "password grant (success): ${ok_rps} req/s, p50 $(p50 "$ok"), p99 $(p99 "$ok"), non-2xx $(non2xx "$ok" || true)"
-awk -v a="$ok_rps" -v c="$ceiling" 'BEGIN { printf "fraction of the argon2 ceiling: %.2f\n", a / c }'
 echo "refused attempts (429): $(rps "$refused") req/s, p50 $(p50 "$refused"), p99 $(p99 "$refused")"
 echo "$refused" | grep -q "Non-2xx" && echo "(all refused attempts are non-2xx by design)"

@@ -81,6 +81,10 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How often expired codes, sessions, refresh tokens and revocations are deleted.
     pub purge_interval_minutes: u64,
+    /// How long a client read from the database is reused before it is read again, so
+    /// that client authentication costs no query; 0 reads it on every request. Changes
+    /// made by another process (`oxidp client remove`) reach a running server within it.
+    pub client_cache_seconds: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -89,6 +93,7 @@ impl Default for DatabaseConfig {
             url: SecretString::from("sqlite://data/oxidp.db"),
             max_connections: 10,
             purge_interval_minutes: 15,
+            client_cache_seconds: 5,
         }
     }
 }
@@ -496,6 +501,13 @@ impl Config {
                 "database.purge_interval_minutes",
                 self.database.purge_interval_minutes,
                 "1 to 1440",
+            ));
+        }
+        if self.database.client_cache_seconds > 3600 {
+            return Err(ConfigError::new(
+                "database.client_cache_seconds",
+                self.database.client_cache_seconds,
+                "0 to 3600",
             ));
         }
         if self.keys.dir.as_os_str().is_empty() {

@@ -141,7 +141,12 @@ impl Application {
         );
         let templates = crate::http::pages::templates()
             .map_err(|e| StartupError::Other(format!("templates: {e}")))?;
+        let clients = crate::clients::ClientCache::new(
+            store.clone(),
+            Duration::from_secs(config.database.client_cache_seconds),
+        );
         let state = AppState {
+            clients: Arc::new(clients),
             config: Arc::new(config),
             store,
             keys,

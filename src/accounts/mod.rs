@@ -5,7 +5,7 @@ mod password;
 
 use secrecy::{ExposeSecret, SecretString};
 
-pub use password::{PasswordError, PasswordHasher};
+pub use password::{PasswordError, PasswordHasher, verify_in};
 
 use crate::config::SeedUser;
 use crate::storage::{NewUser, SeedUserRecord, Store, StoreError, UserRecord};

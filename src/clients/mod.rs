@@ -4,6 +4,8 @@
 //! Client secrets are 256-bit random strings, not human passwords, so a fast hash is
 //! enough: nobody can brute-force 2^256 (DESIGN.md; argon2 is for human passwords).
 
+pub mod cache;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
@@ -12,6 +14,8 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{AuthMethod, ClientConfig, ConfigError, MIN_SECRET_BYTES};
 use crate::oidc::registration::{ClientMetadata, RuleError, check_client};
+pub use cache::ClientCache;
+
 use crate::storage::{ClientRecord, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -77,13 +77,13 @@ pub fn client_view(client: &ClientRecord) -> ClientView<'_> {
 
 async fn authorize(state: AppState, jar: CookieJar, params: Params) -> Response {
     let client = match params.get("client_id") {
-        Some(id) if id.len() <= 128 => match state.store.get_client(id).await {
+        Some(id) if id.len() <= 128 => match state.clients.get(id).await {
             Ok(c) => c,
             Err(e) => return Unavailable::log(&e).into_response(),
         },
         _ => None,
     };
-    let view = client.as_ref().map(client_view);
+    let view = client.as_deref().map(client_view);
     let redirect_uri = match redirect_target(&params, view.as_ref()) {
         Ok(uri) => uri,
         Err(e) => {
@@ -187,7 +187,7 @@ async fn decide(
         return to_page(state, "/login", &request, request_id).await;
     };
 
-    let client = match state.store.get_client(&request.client_id).await {
+    let client = match state.clients.get(&request.client_id).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             return pages::error_page(

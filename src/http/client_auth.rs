@@ -1,6 +1,8 @@
 //! Client authentication at the token, introspection and revocation endpoints
 //! (RFC 6749 §2.3.1), and the RFC 6749 §5.2 error shape they share.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -111,7 +113,7 @@ pub async fn authenticate_client(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
-) -> Result<ClientRecord, TokenFailure> {
+) -> Result<Arc<ClientRecord>, TokenFailure> {
     let basic = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(value) => Some(parse_basic(value).ok_or(TokenFailure::Protocol {
@@ -150,11 +152,7 @@ pub async fn authenticate_client(
         basic_used,
     };
     let client = if id.len() <= 128 {
-        state
-            .store
-            .get_client(&id)
-            .await
-            .map_err(|e| internal(&e))?
+        state.clients.get(&id).await.map_err(|e| internal(&e))?
     } else {
         None
     };

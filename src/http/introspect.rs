@@ -31,7 +31,7 @@ async fn authenticated(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(ClientRecord, Params), TokenFailure> {
+) -> Result<(std::sync::Arc<ClientRecord>, Params), TokenFailure> {
     if !is_form(headers) {
         return Err(
             Error::invalid_request("the body must be application/x-www-form-urlencoded").into(),

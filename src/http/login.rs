@@ -43,8 +43,8 @@ async fn pending(state: &AppState, req: &str) -> Result<AuthorizationRequest, Bo
 }
 
 async fn client_name(state: &AppState, client_id: &str) -> String {
-    match state.store.get_client(client_id).await {
-        Ok(Some(c)) => c.name.unwrap_or(c.id),
+    match state.clients.get(client_id).await {
+        Ok(Some(c)) => c.name.clone().unwrap_or_else(|| c.id.clone()),
         _ => client_id.to_string(),
     }
 }

@@ -50,6 +50,8 @@ pub struct AppState {
     pub sessions: Sessions,
     pub templates: Arc<minijinja::Environment<'static>>,
     pub limits: Arc<crate::ratelimit::Limits>,
+    /// Clients as read at every request, reused for `database.client_cache_seconds`.
+    pub clients: Arc<crate::clients::ClientCache>,
     /// `server.trusted_proxies`, parsed once.
     pub trusted_proxies: Arc<Vec<crate::ratelimit::client_ip::Block>>,
 }
