@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod email;
 pub mod http;
 pub mod keys;
 pub mod oidc;

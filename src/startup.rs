@@ -100,13 +100,14 @@ impl Application {
             .iter()
             .filter_map(|p| crate::ratelimit::client_ip::Block::parse(p))
             .collect();
-        let (per_user, per_ip) = (
-            config.ratelimit.password_failures_per_minute,
-            config.ratelimit.password_failures_per_minute_per_ip,
-        );
+        let rates = crate::ratelimit::Rates {
+            failures_per_user: config.ratelimit.password_failures_per_minute,
+            failures_per_ip: config.ratelimit.password_failures_per_minute_per_ip,
+            requests_per_ip: config.ratelimit.requests_per_minute_per_ip,
+        };
         let limits = match config.ratelimit.backend {
             crate::config::RateLimitBackend::Database => {
-                crate::ratelimit::Limits::database(store.clone(), per_user, per_ip)
+                crate::ratelimit::Limits::database(store.clone(), rates)
             }
             crate::config::RateLimitBackend::Redis => {
                 use secrecy::ExposeSecret;
@@ -119,8 +120,7 @@ impl Application {
                 let redis = crate::ratelimit::RedisLimits::connect(
                     &url,
                     &config.ratelimit.redis_key_prefix,
-                    per_user,
-                    per_ip,
+                    rates,
                 )
                 .await
                 .map_err(|e| {
@@ -128,12 +128,18 @@ impl Application {
                 })?;
                 crate::ratelimit::Limits::Redis(redis)
             }
-            crate::config::RateLimitBackend::Memory => {
-                crate::ratelimit::Limits::memory(per_user, per_ip)
-            }
+            crate::config::RateLimitBackend::Memory => crate::ratelimit::Limits::memory(rates),
         };
         let accounts = Accounts::new(store.clone(), password_hasher()?)
             .requiring_verified_email(config.accounts.require_verified_email);
+        let mailer = crate::email::Mailer::from_config(&config.email)
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+        let selfservice = crate::accounts::SelfService::new(
+            accounts.clone(),
+            store.clone(),
+            mailer,
+            &config.server.issuer,
+        );
         let sessions = Sessions::new(
             store.clone(),
             config.sessions.lifetime_hours as i64 * 3600,
@@ -147,6 +153,7 @@ impl Application {
         );
         let state = AppState {
             clients: Arc::new(clients),
+            selfservice,
             config: Arc::new(config),
             store,
             keys,

@@ -2,10 +2,14 @@
 //! seeding need. Later issues add sign-up, verification and reset here.
 
 mod password;
+pub mod selfservice;
 
 use secrecy::{ExposeSecret, SecretString};
 
 pub use password::{PasswordError, PasswordHasher, verify_in};
+pub use selfservice::{
+    FieldErrors, ProfileEdit, Registered, Registration, SelfService, SelfServiceError,
+};
 
 use crate::config::SeedUser;
 use crate::storage::{NewUser, SeedUserRecord, Store, StoreError, UserRecord};
@@ -331,12 +335,17 @@ pub fn check_account(account: &NewAccount) -> Result<(), AccountError> {
     Ok(())
 }
 
-/// Length rules plus: not the username or the e-mail address.
+/// Length rules plus: not the username or the e-mail address, and not a common or
+/// easily guessed password (zxcvbn's estimate below 10^6 guesses, which covers its
+/// lists of common passwords, names and words, keyboard patterns and repeats).
 pub fn check_password(password: &str, username: &str, email: &str) -> Result<(), &'static str> {
     validate_password(password)?;
     let lower = password.to_lowercase();
     if lower == username.to_lowercase() || lower == email.trim().to_lowercase() {
         return Err("must differ from the username and e-mail address");
+    }
+    if zxcvbn::zxcvbn(password, &[username, email]).score() < zxcvbn::Score::Two {
+        return Err("harder to guess: it is a common password or too close to one");
     }
     Ok(())
 }

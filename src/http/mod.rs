@@ -1,6 +1,8 @@
 //! The only module that knows axum. Each area exposes `router()`; `app` merges them and
 //! adds the cross-cutting layers (request id, tracing, metrics, panic guard, headers).
 
+mod access_token;
+mod account_api;
 mod authorize;
 mod client_auth;
 mod discovery;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub discovery: bytes::Bytes,
     pub metrics: Arc<Metrics>,
     pub accounts: Accounts,
+    /// Sign-up, verification, reset, password change and profile edits.
+    pub selfservice: crate::accounts::SelfService,
     pub sessions: Sessions,
     pub templates: Arc<minijinja::Environment<'static>>,
     pub limits: Arc<crate::ratelimit::Limits>,
@@ -86,7 +90,11 @@ fn api_cors(config: &Config) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
-        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PATCH,
+        ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(600))
 }
@@ -104,6 +112,7 @@ pub fn app(state: AppState) -> Router {
             token::router()
                 .merge(userinfo::router())
                 .merge(introspect::router())
+                .merge(account_api::router())
                 .layer(cors),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -200,13 +200,10 @@ async fn authorization_code(
 /// Every sign-in is by password today (OIDC Core §2 `amr`, RFC 8176 `pwd`).
 const PASSWORD_AMR: &[&str] = &["pwd"];
 
-/// RFC 6749 §4.3, for the first-party frontend's server only (DESIGN.md "Password
-/// grant and rate limits"). Answers exactly as the code flow would for the same user and
-/// scopes; the sign-in is a fresh authentication (`auth_time` = now).
 /// The end user's IP: the peer address, or the header named by
 /// `ratelimit.client_ip_header` — trusted here because only an authenticated
 /// first-party client reaches the password grant (DESIGN.md).
-fn end_user_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+pub fn end_user_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
     state
         .config
         .ratelimit
@@ -218,6 +215,9 @@ fn end_user_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         .unwrap_or(peer)
 }
 
+/// RFC 6749 §4.3, for the first-party frontend's server only (DESIGN.md "Password
+/// grant and rate limits"). Answers exactly as the code flow would for the same user and
+/// scopes; the sign-in is a fresh authentication (`auth_time` = now).
 async fn password(
     state: &AppState,
     client: &ClientRecord,

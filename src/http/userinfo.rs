@@ -15,8 +15,8 @@ use super::error::Unavailable;
 use super::token::user_claims;
 use crate::oidc::claims::OPENID;
 use crate::oidc::params::Params;
-use crate::oidc::tokens::{ACCESS_TOKEN_TYP, USERINFO_CLAIMS};
-use crate::storage::{UserRecord, unix_now};
+use crate::oidc::tokens::USERINFO_CLAIMS;
+use crate::storage::UserRecord;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/userinfo", get(userinfo_get).post(userinfo_post))
@@ -118,27 +118,10 @@ pub async fn verify_access_token(
             d,
         ))
     };
-    let (claims, typ) = state
-        .keys
-        .current()
-        .verify(token)
-        .map_err(|_| invalid("the access token is invalid"))?;
     let issuer = state.config.server.issuer.as_str();
-    let str_claim = |k: &str| claims.get(k).and_then(Value::as_str);
-    if typ.as_deref() != Some(ACCESS_TOKEN_TYP)
-        || str_claim("iss") != Some(issuer)
-        || str_claim("aud") != Some(issuer)
-    {
-        return Err(invalid("the token is not an access token of this provider"));
-    }
-    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
-    if exp <= unix_now() {
-        return Err(invalid("the access token has expired"));
-    }
-    let jti = str_claim("jti").unwrap_or_default();
-    match state.store.is_revoked(jti, str_claim("gid")).await {
-        Ok(false) => Ok(claims),
-        Ok(true) => Err(invalid("the access token was revoked")),
+    match super::access_token::check(state, token, Some(issuer)).await {
+        Ok(Ok(claims)) => Ok(claims),
+        Ok(Err(why)) => Err(invalid(why)),
         Err(e) => Err(Box::new(Unavailable::log(&e).into_response())),
     }
 }

@@ -24,6 +24,17 @@ pub const MAX_KEYS: usize = 100_000;
 const WINDOW_SECONDS: i64 = 60;
 const MAX_LOCKOUT_SECONDS: i64 = 3600;
 
+/// The limits per minute (DESIGN.md "Password grant and rate limits").
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    /// Failed passwords per username.
+    pub failures_per_user: u32,
+    /// Failed passwords per end-user IP.
+    pub failures_per_ip: u32,
+    /// Sign-up, reset and verification requests per IP.
+    pub requests_per_ip: u32,
+}
+
 /// How long the caller must wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub Duration);
@@ -138,14 +149,26 @@ fn evict<K: std::hash::Hash + Eq + Clone>(entries: &mut HashMap<K, Entry>, now: 
 pub struct MemoryLimits {
     per_user: Table<String>,
     per_ip: Table<IpAddr>,
+    requests: Table<IpAddr>,
 }
 
 impl MemoryLimits {
-    pub fn new(failures_per_user: u32, failures_per_ip: u32) -> Self {
+    pub fn new(rates: Rates) -> Self {
         Self {
-            per_user: Table::new(failures_per_user, true),
-            per_ip: Table::new(failures_per_ip, false),
+            per_user: Table::new(rates.failures_per_user, true),
+            per_ip: Table::new(rates.failures_per_ip, false),
+            requests: Table::new(rates.requests_per_ip, false),
         }
+    }
+
+    /// Counts a sign-up, reset or verification request; refused while the IP is over
+    /// its limit (the request that reaches the limit still passes).
+    pub fn request(&self, ip: IpAddr, now: i64) -> Result<(), RetryAfter> {
+        if let Some(wait) = self.requests.blocked(&ip, now) {
+            return Err(RetryAfter(Duration::from_secs(wait as u64)));
+        }
+        self.requests.fail(&ip, now);
+        Ok(())
     }
 
     fn user_key(username: &str) -> String {
@@ -198,6 +221,7 @@ pub struct DatabaseLimits {
     store: crate::storage::Store,
     per_user: i64,
     per_ip: i64,
+    per_request: i64,
 }
 
 impl DatabaseLimits {
@@ -258,21 +282,49 @@ fn ip_key(ip: IpAddr) -> String {
     format!("ip:{ip}")
 }
 
+fn request_key(ip: IpAddr) -> String {
+    format!("req:{ip}")
+}
+
 impl Limits {
-    pub fn memory(failures_per_user: u32, failures_per_ip: u32) -> Self {
-        Self::Memory(MemoryLimits::new(failures_per_user, failures_per_ip))
+    pub fn memory(rates: Rates) -> Self {
+        Self::Memory(MemoryLimits::new(rates))
     }
 
-    pub fn database(
-        store: crate::storage::Store,
-        failures_per_user: u32,
-        failures_per_ip: u32,
-    ) -> Self {
+    pub fn database(store: crate::storage::Store, rates: Rates) -> Self {
         Self::Database(DatabaseLimits {
             store,
-            per_user: i64::from(failures_per_user),
-            per_ip: i64::from(failures_per_ip),
+            per_user: i64::from(rates.failures_per_user),
+            per_ip: i64::from(rates.failures_per_ip),
+            per_request: i64::from(rates.requests_per_ip),
         })
+    }
+
+    /// A sign-up, password-reset or verification request from `ip`: counted, and refused
+    /// once the IP is over `ratelimit.requests_per_minute_per_ip`.
+    pub async fn request(
+        &self,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<Result<(), RetryAfter>, LimitError> {
+        let key = request_key(ip);
+        match self {
+            Self::Memory(m) => Ok(m.request(ip, now)),
+            Self::Database(d) => {
+                if let Some(wait) = d.blocked(&key, now).await? {
+                    return Ok(Err(RetryAfter(Duration::from_secs(wait as u64))));
+                }
+                d.fail(&key, d.per_request, false, now).await?;
+                Ok(Ok(()))
+            }
+            Self::Redis(r) => {
+                if let Some(wait) = r.blocked(&key).await? {
+                    return Ok(Err(wait));
+                }
+                r.fail(&key, r.per_request, false).await?;
+                Ok(Ok(()))
+            }
+        }
     }
 
     /// Before a password is checked: refused while the username or the IP is blocked.
@@ -328,9 +380,9 @@ impl Limits {
                 Ok(())
             }
             Self::Redis(r) => {
-                r.fail(&user_key(username), true).await?;
+                r.fail(&user_key(username), r.per_user, true).await?;
                 if let Some(ip) = ip {
-                    r.fail(&ip_key(ip), false).await?;
+                    r.fail(&ip_key(ip), r.per_ip, false).await?;
                 }
                 Ok(())
             }
@@ -353,9 +405,32 @@ impl Limits {
 mod tests {
     use super::*;
 
+    fn rates(failures_per_user: u32, failures_per_ip: u32) -> Rates {
+        Rates {
+            failures_per_user,
+            failures_per_ip,
+            requests_per_ip: 10,
+        }
+    }
+
+    #[test]
+    fn requests_per_ip_pass_up_to_the_limit_then_wait_out_the_minute() {
+        let limits = MemoryLimits::new(rates(5, 30));
+        let ip: IpAddr = "198.51.100.4".parse().unwrap();
+        for _ in 0..10 {
+            assert!(limits.request(ip, 100).is_ok());
+        }
+        let wait = limits.request(ip, 101).unwrap_err();
+        assert!((58..=60).contains(&wait.seconds()), "{wait:?}");
+        assert!(limits.request("198.51.100.5".parse().unwrap(), 101).is_ok());
+        // Requests do not count as failed passwords, and the block ends with the window.
+        assert!(limits.check("anyone", Some(ip), 101).is_ok());
+        assert!(limits.request(ip, 161).is_ok());
+    }
+
     #[test]
     fn five_failures_block_the_username_for_the_rest_of_the_minute() {
-        let limits = MemoryLimits::new(5, 30);
+        let limits = MemoryLimits::new(rates(5, 30));
         for _ in 0..4 {
             limits.failed("Alice", None, 1000);
             assert!(limits.check("alice", None, 1000).is_ok());
@@ -372,7 +447,7 @@ mod tests {
 
     #[test]
     fn repeated_blocks_back_off_exponentially_and_success_resets() {
-        let limits = MemoryLimits::new(2, 100);
+        let limits = MemoryLimits::new(rates(2, 100));
         let mut now = 0;
         let mut waits = Vec::new();
         for _ in 0..4 {
@@ -390,7 +465,7 @@ mod tests {
 
     #[test]
     fn ip_limit_counts_across_usernames_and_success_does_not_clear_it() {
-        let limits = MemoryLimits::new(5, 3);
+        let limits = MemoryLimits::new(rates(5, 3));
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
         limits.failed("a", Some(ip), 0);
         limits.failed("b", Some(ip), 0);
@@ -406,7 +481,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded() {
-        let limits = MemoryLimits::new(5, 30);
+        let limits = MemoryLimits::new(rates(5, 30));
         for i in 0..(MAX_KEYS + 5_000) {
             limits.failed(&format!("user{i}"), None, 0);
         }

@@ -35,8 +35,9 @@ return wait
 pub struct RedisLimits {
     conn: ConnectionManager,
     prefix: String,
-    per_user: i64,
-    per_ip: i64,
+    pub(super) per_user: i64,
+    pub(super) per_ip: i64,
+    pub(super) per_request: i64,
     script: redis::Script,
 }
 
@@ -49,19 +50,15 @@ impl std::fmt::Debug for RedisLimits {
 }
 
 impl RedisLimits {
-    pub async fn connect(
-        url: &str,
-        prefix: &str,
-        per_user: u32,
-        per_ip: u32,
-    ) -> redis::RedisResult<Self> {
+    pub async fn connect(url: &str, prefix: &str, rates: super::Rates) -> redis::RedisResult<Self> {
         let client = redis::Client::open(url)?;
         let conn = client.get_connection_manager().await?;
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
-            per_user: i64::from(per_user),
-            per_ip: i64::from(per_ip),
+            per_user: i64::from(rates.failures_per_user),
+            per_ip: i64::from(rates.failures_per_ip),
+            per_request: i64::from(rates.requests_per_ip),
             script: redis::Script::new(FAIL),
         })
     }
@@ -79,9 +76,10 @@ impl RedisLimits {
         Ok((ttl > 0).then(|| RetryAfter(Duration::from_secs(ttl as u64))))
     }
 
-    pub async fn fail(&self, key: &str, user: bool) -> redis::RedisResult<()> {
+    /// Counts one event for `key`; reaching `limit` blocks it (with the exponential
+    /// lockout when `lockout`).
+    pub async fn fail(&self, key: &str, limit: i64, lockout: bool) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        let limit = if user { self.per_user } else { self.per_ip };
         let _: i64 = self
             .script
             .key(self.key("count", key))
@@ -89,7 +87,7 @@ impl RedisLimits {
             .key(self.key("blocked", key))
             .arg(limit)
             .arg(WINDOW_SECONDS)
-            .arg(if user { 1 } else { 0 })
+            .arg(if lockout { 1 } else { 0 })
             .arg(MAX_LOCKOUT_SECONDS)
             .invoke_async(&mut conn)
             .await?;

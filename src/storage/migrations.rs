@@ -29,6 +29,11 @@ const SQLITE: &[Step] = &[
         "login_failures",
         include_str!("../../migrations/sqlite/0004_login_failures.sql"),
     ),
+    (
+        5,
+        "account_tokens",
+        include_str!("../../migrations/sqlite/0005_account_tokens.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -51,6 +56,11 @@ const POSTGRES: &[Step] = &[
         4,
         "login_failures",
         include_str!("../../migrations/postgres/0004_login_failures.sql"),
+    ),
+    (
+        5,
+        "account_tokens",
+        include_str!("../../migrations/postgres/0005_account_tokens.sql"),
     ),
 ];
 

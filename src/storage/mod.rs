@@ -5,6 +5,7 @@
 //! `ON CONFLICT`, `RETURNING` work on both); `dispatch!` compiles one body against each
 //! pool type, so the code is written once and type-checked twice, without `sqlx::Any`.
 
+mod accounts;
 mod clients;
 mod failures;
 mod keys;
@@ -21,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::SqlitePool;
 
+pub use accounts::{AccountToken, ProfileChange, TokenPurpose};
 pub use clients::{ClientRecord, RedirectKind};
 pub use failures::FailureCount;
 pub use keys::KeyRecord;

@@ -202,7 +202,7 @@ impl Store {
     }
 
     /// One user matching `condition` (a fixed SQL predicate on `$1`), with roles.
-    async fn find_user_where(
+    pub(super) async fn find_user_where(
         &self,
         condition: &'static str,
         value: &str,

@@ -1,0 +1,118 @@
+//! Outgoing mail: verification and password-reset links. `[email] transport = "file"`
+//! writes each message as one `.eml` file into `outbox_dir` (development, tests);
+//! `"smtp"` sends it through `smtp_url` (STARTTLS on `smtp://`, TLS on `smtps://`).
+//!
+//! Mail is sent from a background task: a request that mails and one that does not
+//! (an unknown address asking for a reset) must answer in the same time, and a slow
+//! mail server must not hold a request open.
+
+use std::path::PathBuf;
+
+use lettre::message::{Mailbox, Message, header::ContentType};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use crate::config::{EmailConfig, EmailTransport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("invalid e-mail address: {0}")]
+    Address(String),
+    #[error("building the message: {0}")]
+    Build(String),
+    #[error("sending the message: {0}")]
+    Send(String),
+}
+
+/// One plain-text message.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+#[derive(Clone)]
+enum Transport {
+    File(AsyncFileTransport<Tokio1Executor>),
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+#[derive(Clone)]
+pub struct Mailer {
+    from: Mailbox,
+    transport: Transport,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// From validated config; creates the outbox directory for the file transport.
+    pub fn from_config(config: &EmailConfig) -> Result<Self, MailError> {
+        let from: Mailbox = config
+            .from
+            .parse()
+            .map_err(|e| MailError::Address(format!("email.from: {e}")))?;
+        let transport = match (config.transport, &config.smtp_url) {
+            (EmailTransport::Smtp, Some(url)) => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                    .map_err(|e| MailError::Send(format!("email.smtp_url: {e}")))?
+                    .build(),
+            ),
+            (EmailTransport::Smtp, None) => {
+                return Err(MailError::Send("email.smtp_url is not set".into()));
+            }
+            (EmailTransport::File, _) => {
+                let dir = PathBuf::from(&config.outbox_dir);
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    MailError::Send(format!("email.outbox_dir {}: {e}", dir.display()))
+                })?;
+                Transport::File(AsyncFileTransport::new(dir))
+            }
+        };
+        Ok(Self { from, transport })
+    }
+
+    pub async fn send(&self, mail: Mail) -> Result<(), MailError> {
+        let to: Mailbox = mail
+            .to
+            .parse()
+            .map_err(|e| MailError::Address(format!("{}: {e}", mail.to)))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body)
+            .map_err(|e| MailError::Build(e.to_string()))?;
+        match &self.transport {
+            Transport::File(t) => t
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(|e| MailError::Send(e.to_string())),
+            Transport::Smtp(t) => t
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(|e| MailError::Send(e.to_string())),
+        }
+    }
+
+    /// Sends in the background; a failure is logged (the link can be requested again).
+    pub fn send_later(&self, mail: Mail) {
+        let mailer = self.clone();
+        tokio::spawn(async move {
+            let subject = mail.subject.clone();
+            if let Err(e) = mailer.send(mail).await {
+                tracing::warn!(error = %e, subject = %subject, "mail not sent");
+            }
+        });
+    }
+}

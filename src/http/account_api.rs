@@ -1,0 +1,509 @@
+//! `/api/v1/account/*`: the JSON account API for a first-party frontend (DESIGN.md
+//! "Account and admin API shapes"). The rules live in `accounts::selfservice`; this
+//! module only authenticates, limits, parses and maps errors to JSON.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::client_auth::{TokenFailure, authenticate_client, no_store};
+use super::error::Unavailable;
+use super::userinfo::bearer_error;
+use crate::accounts::{ProfileEdit, Registration, SelfServiceError};
+use crate::oidc::params::Params;
+use crate::ratelimit::RetryAfter;
+use crate::storage::{UserRecord, unix_now};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/account/register", post(register))
+        .route("/api/v1/account/me", get(me).patch(patch_me))
+        .route("/api/v1/account/me/password", post(change_password))
+        .route("/api/v1/account/me/verification", post(resend_verification))
+        .route("/api/v1/account/password-reset", post(request_reset))
+        .route(
+            "/api/v1/account/password-reset/confirm",
+            post(confirm_reset),
+        )
+        .route("/api/v1/account/verify-email", post(verify_email))
+}
+
+/// Everything this API can answer besides success.
+enum ApiError {
+    SelfService(SelfServiceError),
+    BadRequest(String),
+    Limited(RetryAfter),
+    RegistrationClosed,
+    Client(TokenFailure),
+    /// A bearer problem, already shaped per RFC 6750 §3.
+    Bearer(Box<Response>),
+    Internal(Box<Response>),
+}
+
+impl From<SelfServiceError> for ApiError {
+    fn from(e: SelfServiceError) -> Self {
+        Self::SelfService(e)
+    }
+}
+
+fn error_json(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    no_store(response.headers_mut());
+    response
+}
+
+fn retry_after(mut response: Response, seconds: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::SelfService(e) => match e {
+                SelfServiceError::Invalid(fields) => error_json(
+                    StatusCode::BAD_REQUEST,
+                    json!({
+                        "error": "validation_failed",
+                        "error_description": "Some fields are not valid.",
+                        "fields": fields,
+                    }),
+                ),
+                SelfServiceError::UsernameTaken => error_json(
+                    StatusCode::CONFLICT,
+                    json!({"error": "username_taken", "error_description": "This username is taken."}),
+                ),
+                SelfServiceError::EmailTaken => error_json(
+                    StatusCode::CONFLICT,
+                    json!({"error": "email_taken", "error_description": "This e-mail address belongs to another account."}),
+                ),
+                SelfServiceError::InvalidToken => error_json(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": "invalid_token", "error_description": "The link is invalid, used or expired."}),
+                ),
+                SelfServiceError::NoAccount => bearer_error(
+                    StatusCode::UNAUTHORIZED,
+                    Some("invalid_token"),
+                    "the account is no longer active",
+                ),
+                SelfServiceError::Busy => retry_after(
+                    error_json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": "temporarily_unavailable", "error_description": "Too many passwords are being checked right now; try again shortly."}),
+                    ),
+                    1,
+                ),
+                SelfServiceError::Internal(e) => Unavailable::log(&e).into_response(),
+            },
+            Self::BadRequest(description) => error_json(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "invalid_request", "error_description": description}),
+            ),
+            Self::Limited(wait) => retry_after(
+                error_json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({"error": "temporarily_unavailable", "error_description": "Too many requests from this address; try again later."}),
+                ),
+                wait.seconds(),
+            ),
+            Self::RegistrationClosed => error_json(
+                StatusCode::FORBIDDEN,
+                json!({"error": "registration_disabled", "error_description": "Sign-up is turned off on this server."}),
+            ),
+            Self::Client(failure) => failure.into_response(),
+            Self::Bearer(response) | Self::Internal(response) => *response,
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// A JSON body (`Content-Type: application/json`) into `T`; unknown fields are refused
+/// so a typo or a field that cannot be changed here is not silently ignored.
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::BadRequest(
+            "the body must be application/json".into(),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+fn secret(value: String) -> SecretString {
+    SecretString::from(value)
+}
+
+/// The end user's address for the per-IP request limit. An authenticated first-party
+/// client (HTTP Basic) may assert it in `ratelimit.client_ip_header`, as at the password
+/// grant; without client authentication it is the peer (behind trusted proxies, the
+/// forwarded address). Bad client credentials are refused.
+async fn requester_ip(
+    state: &AppState,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    client_required: bool,
+) -> Result<IpAddr, ApiError> {
+    let peer = state.client_ip(peer, headers);
+    if !client_required && !headers.contains_key(header::AUTHORIZATION) {
+        return Ok(peer);
+    }
+    let client = authenticate_client(state, headers, &Params::default())
+        .await
+        .map_err(ApiError::Client)?;
+    if !client.first_party {
+        return Err(ApiError::Client(TokenFailure::Protocol {
+            error: crate::oidc::Error::new(
+                crate::oidc::ErrorCode::UnauthorizedClient,
+                "only first-party clients may use the account API",
+            ),
+            basic_used: true,
+        }));
+    }
+    Ok(super::token::end_user_ip(state, peer, headers))
+}
+
+async fn limit_requests(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
+    match state.limits.request(ip, unix_now()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(wait)) => Err(ApiError::Limited(wait)),
+        Err(e) => Err(ApiError::Internal(Box::new(
+            Unavailable::log(&e).into_response(),
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    username: String,
+    email: String,
+    password: String,
+    name: Option<String>,
+}
+
+/// `POST /api/v1/account/register` (first-party client auth).
+async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let ip = requester_ip(&state, peer.ip(), &headers, true).await?;
+    if !state.config.accounts.allow_registration {
+        return Err(ApiError::RegistrationClosed);
+    }
+    limit_requests(&state, ip).await?;
+    let body: RegisterBody = json_body(&headers, &body)?;
+    let registered = state
+        .selfservice
+        .register(Registration {
+            username: body.username,
+            email: body.email,
+            password: secret(body.password),
+            name: body.name,
+        })
+        .await?;
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({
+            "sub": registered.sub,
+            "username": registered.username,
+            "email": registered.email,
+            "email_verified": false,
+        })),
+    )
+        .into_response();
+    no_store(response.headers_mut());
+    Ok(response)
+}
+
+/// What a bearer token may do here.
+#[derive(PartialEq, Eq)]
+enum Need {
+    /// Read the profile: a token with scope `profile`, or any first-party client's.
+    Read,
+    /// Change the account: only a first-party client's token.
+    Change,
+}
+
+/// The user behind a bearer access token (RFC 6750 §2.1), with the rules of `need`.
+async fn bearer_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    need: Need,
+) -> Result<UserRecord, ApiError> {
+    let bearer = |status, code, description| {
+        ApiError::Bearer(Box::new(bearer_error(status, code, description)))
+    };
+    let token = match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
+        None => {
+            return Err(bearer(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "a bearer token is required",
+            ));
+        }
+        Some(Ok(value)) => match value.split_once(' ') {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
+                token.trim().to_string()
+            }
+            _ => {
+                return Err(bearer(
+                    StatusCode::BAD_REQUEST,
+                    Some("invalid_request"),
+                    "the Authorization header is not a Bearer token",
+                ));
+            }
+        },
+        Some(Err(_)) => {
+            return Err(bearer(
+                StatusCode::BAD_REQUEST,
+                Some("invalid_request"),
+                "the Authorization header is not a Bearer token",
+            ));
+        }
+    };
+    let issuer = state.config.server.issuer.clone();
+    let claims = match super::access_token::check(state, &token, Some(&issuer)).await {
+        Ok(Ok(claims)) => claims,
+        Ok(Err(why)) => return Err(bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why)),
+        Err(e) => {
+            return Err(ApiError::Internal(Box::new(
+                Unavailable::log(&e).into_response(),
+            )));
+        }
+    };
+    let str_claim = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default();
+    let first_party = match state.clients.get(str_claim("client_id")).await {
+        Ok(client) => client.is_some_and(|c| c.first_party),
+        Err(e) => {
+            return Err(ApiError::Internal(Box::new(
+                Unavailable::log(&e).into_response(),
+            )));
+        }
+    };
+    let has_profile = str_claim("scope").split(' ').any(|s| s == "profile");
+    let allowed = first_party || (need == Need::Read && has_profile);
+    if !allowed {
+        let why = if need == Need::Read {
+            "the token needs the profile scope"
+        } else {
+            "only a first-party client's token may change the account"
+        };
+        return Err(bearer(
+            StatusCode::FORBIDDEN,
+            Some("insufficient_scope"),
+            why,
+        ));
+    }
+    match state.store.find_user_by_id(str_claim("sub")).await {
+        Ok(Some(user)) if !user.disabled => Ok(user),
+        Ok(_) => Err(SelfServiceError::NoAccount.into()),
+        Err(e) => Err(ApiError::Internal(Box::new(
+            Unavailable::log(&e).into_response(),
+        ))),
+    }
+}
+
+/// The profile as `GET /api/v1/account/me` returns it.
+pub fn profile_json(user: &UserRecord) -> Value {
+    json!({
+        "sub": user.id,
+        "username": user.username,
+        "email": user.email,
+        "email_verified": user.email_verified,
+        "name": user.name,
+        "given_name": user.given_name,
+        "family_name": user.family_name,
+        "picture": user.picture,
+        "locale": user.locale,
+        "roles": user.roles,
+        "updated_at": user.updated_at,
+    })
+}
+
+fn profile_response(user: &UserRecord) -> Response {
+    let mut response = (StatusCode::OK, Json(profile_json(user))).into_response();
+    no_store(response.headers_mut());
+    response
+}
+
+async fn me(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let user = bearer_user(&state, &headers, Need::Read).await?;
+    Ok(profile_response(&user))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    picture: Option<String>,
+    locale: Option<String>,
+    email: Option<String>,
+}
+
+/// `PATCH /api/v1/account/me`: any of the editable fields; `""` clears one.
+async fn patch_me(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let user = bearer_user(&state, &headers, Need::Change).await?;
+    let body: PatchBody = json_body(&headers, &body)?;
+    let edit = ProfileEdit {
+        name: body.name,
+        given_name: body.given_name,
+        family_name: body.family_name,
+        picture: body.picture,
+        locale: body.locale,
+        email: body.email,
+    };
+    let updated = state.selfservice.update_profile(&user, &edit).await?;
+    Ok(profile_response(&updated))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/v1/account/me/password`. A wrong current password counts as a failed
+/// sign-in for the username (brute-force protection wherever a password is typed).
+async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let user = bearer_user(&state, &headers, Need::Change).await?;
+    let body: PasswordBody = json_body(&headers, &body)?;
+    let ip = state.client_ip(peer.ip(), &headers);
+    let internal = |e: &dyn std::fmt::Display| {
+        ApiError::Internal(Box::new(Unavailable::log(e).into_response()))
+    };
+    if let Err(wait) = state
+        .limits
+        .check(&user.username, Some(ip), unix_now())
+        .await
+        .map_err(|e| internal(&e))?
+    {
+        return Err(ApiError::Limited(wait));
+    }
+    let result = state
+        .selfservice
+        .change_password(
+            &user,
+            &secret(body.current_password),
+            &secret(body.new_password),
+        )
+        .await;
+    if let Err(SelfServiceError::Invalid(fields)) = &result
+        && fields.contains_key("current_password")
+    {
+        state
+            .limits
+            .failed(&user.username, Some(ip), unix_now())
+            .await
+            .map_err(|e| internal(&e))?;
+    }
+    result?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v1/account/me/verification`: mail a new verification link.
+async fn resend_verification(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let user = bearer_user(&state, &headers, Need::Change).await?;
+    limit_requests(&state, state.client_ip(peer.ip(), &headers)).await?;
+    if !user.email_verified {
+        state.selfservice.send_verification(&user).await?;
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailBody {
+    email: String,
+}
+
+/// `POST /api/v1/account/password-reset`: 202 whether or not the address has an account.
+async fn request_reset(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let ip = requester_ip(&state, peer.ip(), &headers, false).await?;
+    limit_requests(&state, ip).await?;
+    let body: EmailBody = json_body(&headers, &body)?;
+    state.selfservice.request_reset(&body.email).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    token: String,
+    password: String,
+}
+
+async fn confirm_reset(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let ip = requester_ip(&state, peer.ip(), &headers, false).await?;
+    limit_requests(&state, ip).await?;
+    let body: ConfirmBody = json_body(&headers, &body)?;
+    let refresh_lifetime = state.config.tokens.refresh_absolute_days as i64 * 86_400;
+    state
+        .selfservice
+        .confirm_reset(&body.token, &secret(body.password), refresh_lifetime)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    token: String,
+}
+
+async fn verify_email(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let ip = requester_ip(&state, peer.ip(), &headers, false).await?;
+    limit_requests(&state, ip).await?;
+    let body: TokenBody = json_body(&headers, &body)?;
+    state.selfservice.verify_email(&body.token).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
