@@ -8,7 +8,8 @@
 
 use std::path::PathBuf;
 
-use lettre::message::{Mailbox, Message, header::ContentType};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, Message};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
@@ -30,6 +31,24 @@ pub struct Mail {
     pub to: String,
     pub subject: String,
     pub body: String,
+}
+
+/// Plain 7-bit text whenever the body is ASCII with lines within RFC 5322's 998
+/// characters, so each link stays whole on its line and scripts reading the outbox can
+/// take it as it is (lettre would switch to quoted-printable past 76 characters, which
+/// every issuer plus a token exceeds); quoted-printable otherwise.
+fn body(text: String) -> Body {
+    let plain = text.is_ascii()
+        && !text.contains(['\0', '\r'])
+        && text.lines().all(|line| line.len() <= 998);
+    if plain {
+        Body::dangerous_pre_encoded(
+            text.replace('\n', "\r\n").into_bytes(),
+            ContentTransferEncoding::SevenBit,
+        )
+    } else {
+        Body::new(text)
+    }
 }
 
 #[derive(Clone)]
@@ -89,7 +108,7 @@ impl Mailer {
             .to(to)
             .subject(mail.subject)
             .header(ContentType::TEXT_PLAIN)
-            .body(mail.body)
+            .body(body(mail.body))
             .map_err(|e| MailError::Build(e.to_string()))?;
         match &self.transport {
             Transport::File(t) => t
@@ -114,5 +133,25 @@ impl Mailer {
                 tracing::warn!(error = %e, subject = %subject, "mail not sent");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_stay_on_one_line_in_seven_bit_text() {
+        let link = format!(
+            "https://id.example.com/verify-email?token={}",
+            "a".repeat(43)
+        );
+        let body = body(format!("Open this link:\n\n{link}\n"));
+        assert_eq!(body.encoding(), ContentTransferEncoding::SevenBit);
+        let text = String::from_utf8(body.into_vec()).unwrap();
+        assert!(text.contains(&format!("\r\n{link}\r\n")), "{text}");
+        // Non-ASCII text is encoded by lettre's rules.
+        let other = super::body("Grüße\n".to_string());
+        assert_ne!(other.encoding(), ContentTransferEncoding::SevenBit);
     }
 }

@@ -91,8 +91,11 @@ impl Application {
                 .seed(&config.users)
                 .await?;
         }
-        let discovery = serde_json::to_vec(&provider_metadata(&config.server.issuer))
-            .map_err(|e| StartupError::Other(e.to_string()))?;
+        let discovery = serde_json::to_vec(&provider_metadata(
+            &config.server.issuer,
+            config.accounts.allow_registration,
+        ))
+        .map_err(|e| StartupError::Other(e.to_string()))?;
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
         let trusted_proxies = config
             .server

@@ -172,6 +172,11 @@ async fn decide(
             return finish(state, &request, request_id.as_deref(), Err(&e)).await;
         }
     };
+    // prompt=create: sign-up first, whoever is signed in; the new account then continues
+    // the request (account_pages::register_submit).
+    if request.prompt.create && !fresh_login && state.config.accounts.allow_registration {
+        return to_page(state, "/register", &request, request_id).await;
+    }
     let session = session.filter(|s| {
         fresh_login
             || !(request.prompt.login

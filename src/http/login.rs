@@ -82,9 +82,8 @@ async fn login_form(
         csrf_token: pages::csrf_token(&secret, req.unwrap_or_default()),
         username,
         error,
-        // The sign-up and reset pages arrive with the account flows.
-        allow_registration: false,
-        forgot_password: false,
+        allow_registration: state.config.accounts.allow_registration,
+        forgot_password: true,
     };
     (jar, pages::render(state, status, "login.html", context)).into_response()
 }
@@ -221,16 +220,8 @@ async fn login_submit(
     let jar = jar.add(pages::cookie(&state, SESSION_COOKIE, cookie, lifetime));
     match request {
         Some(request) => proceed(&state, jar, request, req, Some(session), true).await,
-        None => (
-            jar,
-            pages::render(
-                &state,
-                StatusCode::OK,
-                "message.html",
-                minijinja::context! { title => "You are signed in", message => format!("Signed in as {}.", user.username) },
-            ),
-        )
-            .into_response(),
+        // Signed in without an application waiting: the account page.
+        None => (jar, Redirect::to("/account")).into_response(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod access_token;
 mod account_api;
+mod account_pages;
 mod authorize;
 mod client_auth;
 mod discovery;
@@ -107,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(authorize::router())
         .merge(login::router())
+        .merge(account_pages::router())
         .merge(pages::router())
         .merge(
             token::router()

@@ -54,6 +54,20 @@ pub fn templates() -> Result<Environment<'static>, minijinja::Error> {
         ("consent.html", include_str!("../../templates/consent.html")),
         ("error.html", include_str!("../../templates/error.html")),
         ("message.html", include_str!("../../templates/message.html")),
+        ("macros.html", include_str!("../../templates/macros.html")),
+        (
+            "register.html",
+            include_str!("../../templates/register.html"),
+        ),
+        (
+            "forgot_password.html",
+            include_str!("../../templates/forgot_password.html"),
+        ),
+        (
+            "reset_password.html",
+            include_str!("../../templates/reset_password.html"),
+        ),
+        ("account.html", include_str!("../../templates/account.html")),
         (
             "form_post.html",
             include_str!("../../templates/form_post.html"),
@@ -211,6 +225,10 @@ mod tests {
             "error.html",
             "message.html",
             "form_post.html",
+            "register.html",
+            "forgot_password.html",
+            "reset_password.html",
+            "account.html",
         ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }

@@ -61,6 +61,9 @@ pub struct Prompt {
     pub none: bool,
     pub login: bool,
     pub consent: bool,
+    /// OpenID Connect "Initiating User Registration" §4: show sign-up first.
+    #[serde(default)]
+    pub create: bool,
 }
 
 /// A request that passed every check, stored while the user signs in and consents.
@@ -250,11 +253,12 @@ pub fn validate(
                 "none" => prompt.none = true,
                 "login" | "select_account" => prompt.login = true,
                 "consent" => prompt.consent = true,
+                "create" => prompt.create = true,
                 // OIDC Core §3.1.2.1: other values may be ignored.
                 _ => {}
             }
         }
-        if prompt.none && (prompt.login || prompt.consent) {
+        if prompt.none && (prompt.login || prompt.consent || prompt.create) {
             return Err(Error::invalid_request(
                 "prompt=none cannot be combined with other values",
             ));

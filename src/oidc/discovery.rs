@@ -41,7 +41,8 @@ pub struct ProviderMetadata {
 }
 
 /// Builds the document for `issuer`, which must already be validated (no trailing slash).
-pub fn provider_metadata(issuer: &str) -> ProviderMetadata {
+/// `registration`: sign-up is open, so `prompt=create` is offered.
+pub fn provider_metadata(issuer: &str, registration: bool) -> ProviderMetadata {
     let url = |path: &str| format!("{issuer}{path}");
     ProviderMetadata {
         issuer: issuer.to_string(),
@@ -98,7 +99,10 @@ pub fn provider_metadata(issuer: &str) -> ProviderMetadata {
         claims_parameter_supported: true,
         request_parameter_supported: false,
         request_uri_parameter_supported: false,
-        prompt_values_supported: vec!["none", "login", "consent", "select_account"],
+        prompt_values_supported: ["none", "login", "consent", "select_account"]
+            .into_iter()
+            .chain(registration.then_some("create"))
+            .collect(),
         // RFC 7636 §4.2: only S256; `plain` is not offered.
         code_challenge_methods_supported: vec!["S256"],
         // RFC 9207 §3.
@@ -112,7 +116,7 @@ mod tests {
 
     #[test]
     fn endpoints_are_under_the_exact_issuer() {
-        let m = provider_metadata("https://id.example.com/tenant");
+        let m = provider_metadata("https://id.example.com/tenant", true);
         assert_eq!(m.issuer, "https://id.example.com/tenant");
         assert_eq!(m.jwks_uri, "https://id.example.com/tenant/jwks.json");
         assert_eq!(

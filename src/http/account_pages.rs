@@ -1,0 +1,831 @@
+//! Hosted account pages: `/register`, `/forgot-password`, `/reset-password`,
+//! `/verify-email`, `/account`. Same rules as the JSON API (`accounts::selfservice`);
+//! every form carries a CSRF token bound to this browser and to what the form is for.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum_extra::extract::cookie::CookieJar;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::authorize::{current_session, is_form, proceed};
+use super::error::Unavailable;
+use super::pages::{self, SESSION_COOKIE};
+use crate::accounts::{FieldErrors, ProfileEdit, Registration, SelfServiceError};
+use crate::oidc::authorize::AuthorizationRequest;
+use crate::oidc::params::Params;
+use crate::storage::{SessionRecord, UserRecord, unix_now};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/register", get(register_page).post(register_submit))
+        .route("/forgot-password", get(forgot_page).post(forgot_submit))
+        .route("/reset-password", get(reset_page).post(reset_submit))
+        .route("/verify-email", get(verify_page))
+        .route("/account", get(account_page).post(account_submit))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReqQuery {
+    req: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn expired_form(state: &AppState) -> Response {
+    pages::error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This form has expired",
+        "Go back, reload the page and try again.",
+    )
+}
+
+fn bad_link(state: &AppState) -> Response {
+    pages::error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This link is invalid or has expired",
+        "Links work once and only for a limited time. Ask for a new one and use the latest mail.",
+    )
+}
+
+fn message(state: &AppState, title: &str, text: &str) -> Response {
+    pages::render(
+        state,
+        StatusCode::OK,
+        "message.html",
+        minijinja::context! { title => title, message => text },
+    )
+}
+
+fn busy(state: &AppState) -> Response {
+    let mut response = pages::error_page(
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Too busy right now",
+        "Too many passwords are being checked at the moment. Go back and try again in a few seconds.",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// A submitted form: parsed, free of duplicate parameters, with a valid CSRF token
+/// for `purpose`.
+fn form(
+    jar: &CookieJar,
+    headers: &HeaderMap,
+    body: &[u8],
+    purpose: impl Fn(&Params) -> String,
+) -> Option<Params> {
+    if !is_form(headers) {
+        return None;
+    }
+    let form = Params::parse(body);
+    if form.check_well_formed().is_err() {
+        return None;
+    }
+    pages::csrf_ok(jar, &purpose(&form), form.get("csrf_token")).then_some(form)
+}
+
+fn field(form: &Params, name: &str) -> String {
+    form.get(name).unwrap_or_default().to_string()
+}
+
+/// `Err(page)` when the IP is over `ratelimit.requests_per_minute_per_ip`; the page
+/// shows the message inline via `rerender`.
+async fn limited(
+    state: &AppState,
+    ip: IpAddr,
+    rerender: impl FnOnce(String) -> Response,
+) -> Result<(), Response> {
+    match state.limits.request(ip, unix_now()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(wait)) => {
+            let minutes = wait.seconds().div_ceil(60);
+            let mut response = rerender(format!(
+                "Too many requests. Try again in {minutes} minute(s)."
+            ));
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            if let Ok(v) = HeaderValue::from_str(&wait.seconds().to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Err(response)
+        }
+        Err(e) => Err(Unavailable::log(&e).into_response()),
+    }
+}
+
+async fn pending(
+    state: &AppState,
+    req: Option<&str>,
+) -> Result<Option<AuthorizationRequest>, Response> {
+    let Some(req) = req else {
+        return Ok(None);
+    };
+    match state.sessions.load_request(req, unix_now()).await {
+        Ok(Some(r)) => Ok(Some(r)),
+        Ok(None) => Err(super::authorize::expired_page(state)),
+        Err(e) => Err(Unavailable::log(&e).into_response()),
+    }
+}
+
+// ---- sign-up -------------------------------------------------------------------------
+
+#[derive(Serialize, Default)]
+struct RegisterContext {
+    client_name: Option<String>,
+    req: Option<String>,
+    csrf_token: String,
+    username: String,
+    email: String,
+    name: String,
+    errors: FieldErrors,
+    error: Option<String>,
+}
+
+fn registration_closed(state: &AppState) -> Response {
+    pages::error_page(
+        state,
+        StatusCode::NOT_FOUND,
+        "Sign-up is closed",
+        "New accounts are not accepted here. Ask an administrator for one.",
+    )
+}
+
+async fn client_name(state: &AppState, request: Option<&AuthorizationRequest>) -> Option<String> {
+    let request = request?;
+    match state.clients.get(&request.client_id).await {
+        Ok(Some(c)) => Some(c.name.clone().unwrap_or_else(|| c.id.clone())),
+        _ => Some(request.client_id.clone()),
+    }
+}
+
+fn register_form(
+    state: &AppState,
+    jar: CookieJar,
+    mut context: RegisterContext,
+    status: StatusCode,
+) -> Response {
+    let (jar, secret) = pages::csrf_secret(state, jar);
+    context.csrf_token = pages::csrf_token(&secret, &register_purpose(context.req.as_deref()));
+    (jar, pages::render(state, status, "register.html", context)).into_response()
+}
+
+fn register_purpose(req: Option<&str>) -> String {
+    format!("register:{}", req.unwrap_or_default())
+}
+
+async fn register_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<ReqQuery>,
+) -> Response {
+    if !state.config.accounts.allow_registration {
+        return registration_closed(&state);
+    }
+    let request = match pending(&state, q.req.as_deref()).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let context = RegisterContext {
+        client_name: client_name(&state, request.as_ref()).await,
+        req: q.req,
+        ..RegisterContext::default()
+    };
+    register_form(&state, jar, context, StatusCode::OK)
+}
+
+async fn register_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !state.config.accounts.allow_registration {
+        return registration_closed(&state);
+    }
+    let Some(form) = form(&jar, &headers, &body, |f| register_purpose(f.get("req"))) else {
+        return expired_form(&state);
+    };
+    let req = form.get("req").map(str::to_string);
+    let request = match pending(&state, req.as_deref()).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let mut context = RegisterContext {
+        client_name: client_name(&state, request.as_ref()).await,
+        req: req.clone(),
+        username: field(&form, "username"),
+        email: field(&form, "email"),
+        name: field(&form, "name"),
+        ..RegisterContext::default()
+    };
+    // The page never trusts an asserted-IP header; only a trusted proxy's X-Forwarded-For.
+    let ip = state.client_ip(peer.ip(), &headers);
+    let rerender_state = state.clone();
+    let rerender_jar = jar.clone();
+    let limited_context = RegisterContext {
+        client_name: context.client_name.clone(),
+        req: req.clone(),
+        username: context.username.clone(),
+        email: context.email.clone(),
+        name: context.name.clone(),
+        ..RegisterContext::default()
+    };
+    if let Err(response) = limited(&state, ip, move |error| {
+        let context = RegisterContext {
+            error: Some(error),
+            ..limited_context
+        };
+        register_form(
+            &rerender_state,
+            rerender_jar,
+            context,
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+    })
+    .await
+    {
+        return response;
+    }
+    let registration = Registration {
+        username: context.username.clone(),
+        email: context.email.clone(),
+        password: SecretString::from(field(&form, "password")),
+        name: Some(context.name.clone()).filter(|n| !n.trim().is_empty()),
+    };
+    let registered = match state.selfservice.register(registration).await {
+        Ok(r) => r,
+        Err(SelfServiceError::Invalid(errors)) => {
+            context.errors = errors;
+            return register_form(&state, jar, context, StatusCode::BAD_REQUEST);
+        }
+        Err(SelfServiceError::UsernameTaken) => {
+            context
+                .errors
+                .insert("username", "This username is taken.".into());
+            return register_form(&state, jar, context, StatusCode::BAD_REQUEST);
+        }
+        Err(SelfServiceError::Busy) => return busy(&state),
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    let check_mail = format!(
+        "We sent a link to {}. Open it to verify your address, then sign in.",
+        registered.email
+    );
+    // With verification required, a new account cannot sign in yet; an address that
+    // was already in use gets the same page (its owner got a mail instead).
+    let user = match registered.user {
+        Some(user) if !state.config.accounts.require_verified_email => user,
+        _ => return message(&state, "Check your e-mail", &check_mail),
+    };
+    let now = unix_now();
+    let old = jar.get(SESSION_COOKIE).map(|c| c.value().to_string());
+    let (cookie, session) = match state
+        .sessions
+        .start(&user.id, &["pwd"], old.as_deref(), now)
+        .await
+    {
+        Ok(started) => started,
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    let jar = jar.add(pages::cookie(
+        &state,
+        SESSION_COOKIE,
+        cookie,
+        session.expires_at - now,
+    ));
+    match request {
+        // OIDC prompt=create: the authorization continues with the new account.
+        Some(request) => proceed(&state, jar, request, req, Some(session), true).await,
+        None => (jar, Redirect::to("/account")).into_response(),
+    }
+}
+
+// ---- password reset ------------------------------------------------------------------
+
+#[derive(Serialize, Default)]
+struct EmailContext {
+    csrf_token: String,
+    email: String,
+    errors: FieldErrors,
+    error: Option<String>,
+}
+
+const FORGOT: &str = "forgot-password";
+
+fn forgot_form(
+    state: &AppState,
+    jar: CookieJar,
+    mut context: EmailContext,
+    status: StatusCode,
+) -> Response {
+    let (jar, secret) = pages::csrf_secret(state, jar);
+    context.csrf_token = pages::csrf_token(&secret, FORGOT);
+    (
+        jar,
+        pages::render(state, status, "forgot_password.html", context),
+    )
+        .into_response()
+}
+
+async fn forgot_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    forgot_form(&state, jar, EmailContext::default(), StatusCode::OK)
+}
+
+async fn forgot_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(form) = form(&jar, &headers, &body, |_| FORGOT.to_string()) else {
+        return expired_form(&state);
+    };
+    let email = field(&form, "email");
+    let ip = state.client_ip(peer.ip(), &headers);
+    let (s, j, e) = (state.clone(), jar.clone(), email.clone());
+    if let Err(response) = limited(&state, ip, move |error| {
+        let context = EmailContext {
+            email: e,
+            error: Some(error),
+            ..EmailContext::default()
+        };
+        forgot_form(&s, j, context, StatusCode::TOO_MANY_REQUESTS)
+    })
+    .await
+    {
+        return response;
+    }
+    match state.selfservice.request_reset(&email).await {
+        Ok(()) => message(
+            &state,
+            "Check your e-mail",
+            &format!(
+                "If an account uses {}, we sent it a link to choose a new password. The link works for one hour.",
+                email.trim()
+            ),
+        ),
+        Err(SelfServiceError::Invalid(errors)) => {
+            let context = EmailContext {
+                email,
+                errors,
+                ..EmailContext::default()
+            };
+            forgot_form(&state, jar, context, StatusCode::BAD_REQUEST)
+        }
+        Err(e) => Unavailable::log(&e).into_response(),
+    }
+}
+
+#[derive(Serialize, Default)]
+struct ResetContext {
+    csrf_token: String,
+    token: String,
+    errors: FieldErrors,
+    error: Option<String>,
+}
+
+fn reset_purpose(token: &str) -> String {
+    format!("reset:{token}")
+}
+
+fn reset_form(
+    state: &AppState,
+    jar: CookieJar,
+    mut context: ResetContext,
+    status: StatusCode,
+) -> Response {
+    let (jar, secret) = pages::csrf_secret(state, jar);
+    context.csrf_token = pages::csrf_token(&secret, &reset_purpose(&context.token));
+    (
+        jar,
+        pages::render(state, status, "reset_password.html", context),
+    )
+        .into_response()
+}
+
+async fn reset_page(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let token = q.token.unwrap_or_default();
+    match state.selfservice.reset_token_is_live(&token).await {
+        Ok(true) => reset_form(
+            &state,
+            jar,
+            ResetContext {
+                token,
+                ..ResetContext::default()
+            },
+            StatusCode::OK,
+        ),
+        Ok(false) => bad_link(&state),
+        Err(e) => Unavailable::log(&e).into_response(),
+    }
+}
+
+async fn reset_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(form) = form(&jar, &headers, &body, |f| {
+        reset_purpose(f.get("token").unwrap_or_default())
+    }) else {
+        return expired_form(&state);
+    };
+    let token = field(&form, "token");
+    let ip = state.client_ip(peer.ip(), &headers);
+    let (s, j, t) = (state.clone(), jar.clone(), token.clone());
+    if let Err(response) = limited(&state, ip, move |error| {
+        let context = ResetContext {
+            token: t,
+            error: Some(error),
+            ..ResetContext::default()
+        };
+        reset_form(&s, j, context, StatusCode::TOO_MANY_REQUESTS)
+    })
+    .await
+    {
+        return response;
+    }
+    let password = SecretString::from(field(&form, "password"));
+    let refresh_lifetime = state.config.tokens.refresh_absolute_days as i64 * 86_400;
+    match state
+        .selfservice
+        .confirm_reset(&token, &password, refresh_lifetime)
+        .await
+    {
+        Ok(()) => {
+            // Every session ended with the reset, this browser's too.
+            let jar =
+                jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
+            (
+                jar,
+                message(
+                    &state,
+                    "Your password was changed",
+                    "You were signed out everywhere. Sign in again with the new password.",
+                ),
+            )
+                .into_response()
+        }
+        Err(SelfServiceError::Invalid(errors)) => reset_form(
+            &state,
+            jar,
+            ResetContext {
+                token,
+                errors,
+                ..ResetContext::default()
+            },
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(SelfServiceError::InvalidToken) => bad_link(&state),
+        Err(SelfServiceError::Busy) => busy(&state),
+        Err(e) => Unavailable::log(&e).into_response(),
+    }
+}
+
+// ---- e-mail verification -------------------------------------------------------------
+
+/// `GET /verify-email?token=…` verifies at once: the link proves only that its reader
+/// can read the mailbox, which is exactly what is being verified, so a mail scanner
+/// that follows it does no harm.
+async fn verify_page(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let ip = state.client_ip(peer.ip(), &headers);
+    let s = state.clone();
+    if let Err(response) = limited(&state, ip, move |error| {
+        pages::error_page(
+            &s,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            &error,
+        )
+    })
+    .await
+    {
+        return response;
+    }
+    match state
+        .selfservice
+        .verify_email(q.token.as_deref().unwrap_or_default())
+        .await
+    {
+        Ok(()) => message(
+            &state,
+            "Your e-mail address is verified",
+            "Thank you. You can close this page.",
+        ),
+        Err(SelfServiceError::InvalidToken) => bad_link(&state),
+        Err(e) => Unavailable::log(&e).into_response(),
+    }
+}
+
+// ---- the account page ----------------------------------------------------------------
+
+#[derive(Serialize, Default)]
+struct ProfileForm {
+    email: String,
+    name: String,
+    given_name: String,
+    family_name: String,
+    picture: String,
+    locale: String,
+}
+
+impl ProfileForm {
+    fn of(user: &UserRecord) -> Self {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        Self {
+            email: user.email.clone(),
+            name: text(&user.name),
+            given_name: text(&user.given_name),
+            family_name: text(&user.family_name),
+            picture: text(&user.picture),
+            locale: text(&user.locale),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AccountView {
+    username: String,
+    email_verified: bool,
+}
+
+#[derive(Serialize)]
+struct AccountContext {
+    csrf_token: String,
+    user: AccountView,
+    roles: Vec<String>,
+    form: ProfileForm,
+    errors: FieldErrors,
+    error: Option<String>,
+    notice: Option<String>,
+}
+
+fn account_purpose(session: &SessionRecord) -> String {
+    format!("account:{}", session.sid)
+}
+
+struct AccountPage {
+    form: ProfileForm,
+    errors: FieldErrors,
+    error: Option<String>,
+    notice: Option<String>,
+    status: StatusCode,
+}
+
+impl AccountPage {
+    fn of(user: &UserRecord) -> Self {
+        Self {
+            form: ProfileForm::of(user),
+            errors: FieldErrors::new(),
+            error: None,
+            notice: None,
+            status: StatusCode::OK,
+        }
+    }
+}
+
+fn account_view(
+    state: &AppState,
+    jar: CookieJar,
+    session: &SessionRecord,
+    user: &UserRecord,
+    page: AccountPage,
+) -> Response {
+    let (jar, secret) = pages::csrf_secret(state, jar);
+    let context = AccountContext {
+        csrf_token: pages::csrf_token(&secret, &account_purpose(session)),
+        user: AccountView {
+            username: user.username.clone(),
+            email_verified: user.email_verified,
+        },
+        roles: user.roles.clone(),
+        form: page.form,
+        errors: page.errors,
+        error: page.error,
+        notice: page.notice,
+    };
+    (
+        jar,
+        pages::render(state, page.status, "account.html", context),
+    )
+        .into_response()
+}
+
+/// The signed-in user, or the response that sends the browser to sign in.
+async fn signed_in(
+    state: &AppState,
+    jar: &CookieJar,
+) -> Result<(SessionRecord, UserRecord), Response> {
+    let session = match current_session(state, jar).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(Redirect::to("/login").into_response()),
+        Err(response) => return Err(*response),
+    };
+    match state.store.find_user_by_id(&session.user_id).await {
+        Ok(Some(user)) if !user.disabled => Ok((session, user)),
+        Ok(_) => Err(Redirect::to("/login").into_response()),
+        Err(e) => Err(Unavailable::log(&e).into_response()),
+    }
+}
+
+async fn account_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let (session, user) = match signed_in(&state, &jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    account_view(&state, jar, &session, &user, AccountPage::of(&user))
+}
+
+async fn account_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (session, user) = match signed_in(&state, &jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(form) = form(&jar, &headers, &body, |_| account_purpose(&session)) else {
+        return expired_form(&state);
+    };
+    let ip = state.client_ip(peer.ip(), &headers);
+    let page = match form.get("action") {
+        Some("profile") => save_profile(&state, &user, &form).await,
+        Some("password") => change_password(&state, &user, &form, ip).await,
+        Some("verification") => resend(&state, &user, ip).await,
+        _ => Err(Box::new(pages::error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "Unknown action",
+            "Go back and try again.",
+        ))),
+    };
+    match page {
+        Ok((user, page)) => account_view(&state, jar, &session, &user, page),
+        Err(response) => *response,
+    }
+}
+
+type Outcome = Result<(UserRecord, AccountPage), Box<Response>>;
+
+async fn save_profile(state: &AppState, user: &UserRecord, form: &Params) -> Outcome {
+    let edit = ProfileEdit {
+        name: Some(field(form, "name")),
+        given_name: Some(field(form, "given_name")),
+        family_name: Some(field(form, "family_name")),
+        picture: Some(field(form, "picture")),
+        locale: Some(field(form, "locale")),
+        email: Some(field(form, "email")),
+    };
+    let typed = ProfileForm {
+        email: field(form, "email"),
+        name: field(form, "name"),
+        given_name: field(form, "given_name"),
+        family_name: field(form, "family_name"),
+        picture: field(form, "picture"),
+        locale: field(form, "locale"),
+    };
+    let failed = |errors: FieldErrors| {
+        Ok((
+            user.clone(),
+            AccountPage {
+                form: typed,
+                errors,
+                error: None,
+                notice: None,
+                status: StatusCode::BAD_REQUEST,
+            },
+        ))
+    };
+    match state.selfservice.update_profile(user, &edit).await {
+        Ok(updated) => {
+            let mut page = AccountPage::of(&updated);
+            page.notice = Some(if updated.email != user.email {
+                format!(
+                    "Profile saved. We sent a verification link to {}.",
+                    updated.email
+                )
+            } else {
+                "Profile saved.".into()
+            });
+            Ok((updated, page))
+        }
+        Err(SelfServiceError::Invalid(errors)) => failed(errors),
+        Err(SelfServiceError::EmailTaken) => failed(FieldErrors::from([(
+            "email",
+            "This address belongs to another account.".to_string(),
+        )])),
+        Err(SelfServiceError::NoAccount) => Err(Box::new(Redirect::to("/login").into_response())),
+        Err(e) => Err(Box::new(Unavailable::log(&e).into_response())),
+    }
+}
+
+/// A wrong current password counts as a failed sign-in for the username.
+async fn change_password(
+    state: &AppState,
+    user: &UserRecord,
+    form: &Params,
+    ip: IpAddr,
+) -> Outcome {
+    let mut page = AccountPage::of(user);
+    match state
+        .limits
+        .check(&user.username, Some(ip), unix_now())
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(wait)) => {
+            page.error = Some(format!(
+                "Too many failed attempts. Try again in {} minute(s).",
+                wait.seconds().div_ceil(60)
+            ));
+            page.status = StatusCode::TOO_MANY_REQUESTS;
+            return Ok((user.clone(), page));
+        }
+        Err(e) => return Err(Box::new(Unavailable::log(&e).into_response())),
+    }
+    let current = SecretString::from(field(form, "current_password"));
+    let new = SecretString::from(field(form, "new_password"));
+    match state
+        .selfservice
+        .change_password(user, &current, &new)
+        .await
+    {
+        Ok(()) => {
+            page.notice = Some("Password changed.".into());
+            Ok((user.clone(), page))
+        }
+        Err(SelfServiceError::Invalid(errors)) => {
+            if errors.contains_key("current_password")
+                && let Err(e) = state
+                    .limits
+                    .failed(&user.username, Some(ip), unix_now())
+                    .await
+            {
+                return Err(Box::new(Unavailable::log(&e).into_response()));
+            }
+            page.errors = errors;
+            page.status = StatusCode::BAD_REQUEST;
+            Ok((user.clone(), page))
+        }
+        Err(SelfServiceError::Busy) => Err(Box::new(busy(state))),
+        Err(SelfServiceError::NoAccount) => Err(Box::new(Redirect::to("/login").into_response())),
+        Err(e) => Err(Box::new(Unavailable::log(&e).into_response())),
+    }
+}
+
+async fn resend(state: &AppState, user: &UserRecord, ip: IpAddr) -> Outcome {
+    let mut page = AccountPage::of(user);
+    match state.limits.request(ip, unix_now()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(wait)) => {
+            page.error = Some(format!(
+                "Too many requests. Try again in {} minute(s).",
+                wait.seconds().div_ceil(60)
+            ));
+            page.status = StatusCode::TOO_MANY_REQUESTS;
+            return Ok((user.clone(), page));
+        }
+        Err(e) => return Err(Box::new(Unavailable::log(&e).into_response())),
+    }
+    if !user.email_verified
+        && let Err(e) = state.selfservice.send_verification(user).await
+    {
+        return Err(Box::new(Unavailable::log(&e).into_response()));
+    }
+    page.notice = Some(format!(
+        "We sent a new verification link to {}.",
+        user.email
+    ));
+    Ok((user.clone(), page))
+}
