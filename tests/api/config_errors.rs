@@ -286,6 +286,18 @@ fn database_url_is_checked_without_printing_the_password() {
             no_env(),
             "database.url",
         ),
+        (
+            "client cache over an hour",
+            "[database]\nclient_cache_seconds = 3601".into(),
+            no_env(),
+            "database.client_cache_seconds",
+        ),
+        (
+            "client cache negative, from the environment",
+            String::new(),
+            vec![("OXIDP_DATABASE__CLIENT_CACHE_SECONDS", "-1")],
+            "database.client_cache_seconds",
+        ),
     ]);
 }
 

@@ -251,6 +251,66 @@ async fn x_forwarded_for_counts_only_behind_a_trusted_proxy(backend: &str) {
     );
 }
 
+/// Sign-up, reset and verification requests are limited per IP on every backend; a
+/// first-party client's asserted end-user IP has its own budget, a bare header does not.
+async fn requests_per_ip_on_account_endpoints(backend: &str) {
+    let app = spawn_app_with(options(&format!(
+        "{backend}\nrequests_per_minute_per_ip = 2"
+    )))
+    .await;
+    let reset = |ip: Option<&'static str>, client: bool| {
+        let mut request = app
+            .http
+            .post(app.url("/api/v1/account/password-reset"))
+            .json(&serde_json::json!({"email": "nobody@example.com"}));
+        if client {
+            request = request.basic_auth(FP, Some(CLIENT_SECRET));
+        }
+        if let Some(ip) = ip {
+            request = request.header("x-end-user-ip", ip);
+        }
+        request.send()
+    };
+    // Without client authentication the header is ignored: the peer's budget is used.
+    assert_eq!(
+        reset(Some("203.0.113.1"), false).await.unwrap().status(),
+        202
+    );
+    assert_eq!(
+        reset(Some("203.0.113.2"), false).await.unwrap().status(),
+        202
+    );
+    let limited = reset(Some("203.0.113.3"), false).await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // Verification shares the peer's budget.
+    let verify = app
+        .http
+        .post(app.url("/api/v1/account/verify-email"))
+        .json(&serde_json::json!({"token": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verify.status(), 429);
+    // The first-party client asserts end users' addresses: each has its own budget.
+    for _ in 0..2 {
+        assert_eq!(
+            reset(Some("198.51.100.7"), true).await.unwrap().status(),
+            202
+        );
+    }
+    assert_eq!(
+        reset(Some("198.51.100.7"), true).await.unwrap().status(),
+        429
+    );
+    assert_eq!(
+        reset(Some("198.51.100.8"), true).await.unwrap().status(),
+        202
+    );
+}
+
 const MEMORY: &str = "backend = \"memory\"";
 const DATABASE: &str = "backend = \"database\"";
 
@@ -300,6 +360,7 @@ both_backends!(
     failures_per_asserted_end_user_ip_from_the_first_party_client,
     login_page_counts_the_peer_address_and_answers_inline,
     x_forwarded_for_counts_only_behind_a_trusted_proxy,
+    requests_per_ip_on_account_endpoints,
 );
 
 /// With the database backend, instances share the counters: failures on one server
