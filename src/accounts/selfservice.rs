@@ -281,7 +281,9 @@ impl SelfService {
             .find_user_by_id(&user.id)
             .await?
             .ok_or(SelfServiceError::NoAccount)?;
-        self.send_verification(&created).await?;
+        // In the background, like the mail for an address in use: both answers take the
+        // same time.
+        self.in_background(created.clone(), TokenPurpose::VerifyEmail);
         Ok(Registered {
             sub: created.id.clone(),
             username: created.username.clone(),
@@ -365,11 +367,32 @@ impl SelfService {
         let Some(user) = self.store.find_user_by_email(&email).await? else {
             return Ok(());
         };
-        if user.disabled {
-            return Ok(());
+        if !user.disabled {
+            // The token is stored and mailed in the background, so an existing address
+            // is not told apart from an unknown one by the time the answer takes.
+            self.in_background(user, TokenPurpose::ResetPassword);
         }
+        Ok(())
+    }
+
+    /// Stores a new token and mails it, from a background task; a failure is logged
+    /// (the user can ask again).
+    fn in_background(&self, user: UserRecord, purpose: TokenPurpose) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let sent = match purpose {
+                TokenPurpose::VerifyEmail => this.send_verification(&user).await,
+                TokenPurpose::ResetPassword => this.send_reset(&user).await,
+            };
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "account mail not sent");
+            }
+        });
+    }
+
+    async fn send_reset(&self, user: &UserRecord) -> Result<(), SelfServiceError> {
         let token = self
-            .new_token(&user, TokenPurpose::ResetPassword, RESET_PASSWORD_SECONDS)
+            .new_token(user, TokenPurpose::ResetPassword, RESET_PASSWORD_SECONDS)
             .await?;
         self.mailer.send_later(Mail {
             to: user.email.clone(),

@@ -11,6 +11,7 @@ pub mod error;
 mod health;
 mod introspect;
 mod login;
+mod logout;
 pub mod metrics;
 pub mod pages;
 mod token;
@@ -108,6 +109,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(authorize::router())
         .merge(login::router())
+        .merge(logout::router())
         .merge(account_pages::router())
         .merge(pages::router())
         .merge(

@@ -68,6 +68,7 @@ pub fn templates() -> Result<Environment<'static>, minijinja::Error> {
             include_str!("../../templates/reset_password.html"),
         ),
         ("account.html", include_str!("../../templates/account.html")),
+        ("logout.html", include_str!("../../templates/logout.html")),
         (
             "form_post.html",
             include_str!("../../templates/form_post.html"),
@@ -229,6 +230,7 @@ mod tests {
             "forgot_password.html",
             "reset_password.html",
             "account.html",
+            "logout.html",
         ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }

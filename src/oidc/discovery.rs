@@ -12,6 +12,7 @@ pub const TOKEN_PATH: &str = "/token";
 pub const USERINFO_PATH: &str = "/userinfo";
 pub const INTROSPECTION_PATH: &str = "/introspect";
 pub const REVOCATION_PATH: &str = "/revoke";
+pub const END_SESSION_PATH: &str = "/logout";
 
 #[derive(Debug, Serialize)]
 pub struct ProviderMetadata {
@@ -22,6 +23,11 @@ pub struct ProviderMetadata {
     pub introspection_endpoint: String,
     pub revocation_endpoint: String,
     pub jwks_uri: String,
+    /// RP-Initiated Logout 1.0 §2.1.
+    pub end_session_endpoint: String,
+    /// Front- and Back-Channel Logout 1.0 §3 / §2.1: not (yet) offered.
+    pub frontchannel_logout_supported: bool,
+    pub backchannel_logout_supported: bool,
     pub response_types_supported: Vec<&'static str>,
     pub response_modes_supported: Vec<&'static str>,
     pub grant_types_supported: Vec<&'static str>,
@@ -52,6 +58,9 @@ pub fn provider_metadata(issuer: &str, registration: bool) -> ProviderMetadata {
         introspection_endpoint: url(INTROSPECTION_PATH),
         revocation_endpoint: url(REVOCATION_PATH),
         jwks_uri: url(JWKS_PATH),
+        end_session_endpoint: url(END_SESSION_PATH),
+        frontchannel_logout_supported: false,
+        backchannel_logout_supported: false,
         response_types_supported: vec!["code"],
         response_modes_supported: vec!["query", "form_post"],
         grant_types_supported: vec![

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod claims;
 pub mod discovery;
 pub mod error;
+pub mod logout;
 pub mod params;
 pub mod pkce;
 pub mod registration;

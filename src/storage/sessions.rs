@@ -322,3 +322,46 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Ends the browser session `sid` and, in the same transaction, revokes the refresh
+    /// families that live with it (not those issued with `offline_access`, which are not
+    /// bound to a session) and, through their grant ids, the access tokens issued in
+    /// them. Returns whether a live session was ended.
+    pub async fn end_session(&self, sid: &str, now: i64, revoke_until: i64) -> Result<bool> {
+        if !super::storable(sid) {
+            return Ok(false);
+        }
+        Ok(dispatch!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let ended = sqlx::query(
+                "UPDATE browser_sessions SET ended_at = $2 WHERE sid = $1 AND ended_at IS NULL",
+            )
+            .bind(sid)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "INSERT INTO revocations (id, expires_at, revoked_at) \
+                 SELECT DISTINCT family_id, $2, $3 FROM refresh_tokens \
+                 WHERE session_sid = $1 AND revoked_at IS NULL \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(sid)
+            .bind(revoke_until)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = $2 WHERE session_sid = $1 AND revoked_at IS NULL",
+            )
+            .bind(sid)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            ended > 0
+        }))
+    }
+}
