@@ -181,6 +181,19 @@ async fn requester_ip(
     Ok(super::token::end_user_ip(state, peer, headers))
 }
 
+/// The common start of the unauthenticated, mail-token endpoints: the requester's
+/// address, its request budget, then the JSON body.
+async fn limited_json<T: DeserializeOwned>(
+    state: &AppState,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let ip = requester_ip(state, peer, headers, false).await?;
+    limit_requests(state, ip).await?;
+    json_body(headers, body)
+}
+
 async fn limit_requests(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
     match state.limits.request(ip, unix_now()).await {
         Ok(Ok(())) => Ok(()),
@@ -254,35 +267,16 @@ async fn bearer_user(
     let bearer = |status, code, description| {
         ApiError::Bearer(Box::new(bearer_error(status, code, description)))
     };
-    let token = match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
-        None => {
+    let token = match super::userinfo::bearer_from_header(headers) {
+        Ok(Some(token)) => token,
+        Ok(None) => {
             return Err(bearer(
                 StatusCode::UNAUTHORIZED,
                 None,
                 "a bearer token is required",
             ));
         }
-        Some(Ok(value)) => match value.split_once(' ') {
-            Some((scheme, token))
-                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-            {
-                token.trim().to_string()
-            }
-            _ => {
-                return Err(bearer(
-                    StatusCode::BAD_REQUEST,
-                    Some("invalid_request"),
-                    "the Authorization header is not a Bearer token",
-                ));
-            }
-        },
-        Some(Err(_)) => {
-            return Err(bearer(
-                StatusCode::BAD_REQUEST,
-                Some("invalid_request"),
-                "the Authorization header is not a Bearer token",
-            ));
-        }
+        Err(response) => return Err(ApiError::Bearer(response)),
     };
     let issuer = state.config.server.issuer.clone();
     let claims = match super::access_token::check(state, &token, Some(&issuer)).await {
@@ -458,9 +452,7 @@ async fn request_reset(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let ip = requester_ip(&state, peer.ip(), &headers, false).await?;
-    limit_requests(&state, ip).await?;
-    let body: EmailBody = json_body(&headers, &body)?;
+    let body: EmailBody = limited_json(&state, peer.ip(), &headers, &body).await?;
     state.selfservice.request_reset(&body.email).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
@@ -478,9 +470,7 @@ async fn confirm_reset(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let ip = requester_ip(&state, peer.ip(), &headers, false).await?;
-    limit_requests(&state, ip).await?;
-    let body: ConfirmBody = json_body(&headers, &body)?;
+    let body: ConfirmBody = limited_json(&state, peer.ip(), &headers, &body).await?;
     let refresh_lifetime = state.config.tokens.refresh_absolute_days as i64 * 86_400;
     state
         .selfservice
@@ -501,9 +491,7 @@ async fn verify_email(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let ip = requester_ip(&state, peer.ip(), &headers, false).await?;
-    limit_requests(&state, ip).await?;
-    let body: TokenBody = json_body(&headers, &body)?;
+    let body: TokenBody = limited_json(&state, peer.ip(), &headers, &body).await?;
     state.selfservice.verify_email(&body.token).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

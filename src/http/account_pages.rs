@@ -293,22 +293,10 @@ async fn register_submit(
         Some(user) if !state.config.accounts.require_verified_email => user,
         _ => return message(&state, "Check your e-mail", &check_mail),
     };
-    let now = unix_now();
-    let old = jar.get(SESSION_COOKIE).map(|c| c.value().to_string());
-    let (cookie, session) = match state
-        .sessions
-        .start(&user.id, &["pwd"], old.as_deref(), now)
-        .await
-    {
-        Ok(started) => started,
-        Err(e) => return Unavailable::log(&e).into_response(),
+    let (jar, session) = match pages::sign_in(&state, jar, &user.id).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
     };
-    let jar = jar.add(pages::cookie(
-        &state,
-        SESSION_COOKIE,
-        cookie,
-        session.expires_at - now,
-    ));
     match request {
         // OIDC prompt=create: the authorization continues with the new account.
         Some(request) => proceed(&state, jar, request, req, Some(session), true).await,

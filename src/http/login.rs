@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use super::AppState;
 use super::authorize::{current_session, expired_page, finish, is_form, issue, proceed};
 use super::error::Unavailable;
-use super::pages::{self, SESSION_COOKIE};
+use super::pages;
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::claims::{canonical_scope, describe_scope};
 use crate::oidc::params::Params;
@@ -206,18 +206,10 @@ async fn login_submit(
             return Unavailable::log(&e).into_response();
         }
     };
-    let now = unix_now();
-    let old = jar.get(SESSION_COOKIE).map(|c| c.value().to_string());
-    let (cookie, session) = match state
-        .sessions
-        .start(&user.id, &["pwd"], old.as_deref(), now)
-        .await
-    {
-        Ok(started) => started,
-        Err(e) => return Unavailable::log(&e).into_response(),
+    let (jar, session) = match pages::sign_in(&state, jar, &user.id).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
     };
-    let lifetime = session.expires_at - now;
-    let jar = jar.add(pages::cookie(&state, SESSION_COOKIE, cookie, lifetime));
     match request {
         Some(request) => proceed(&state, jar, request, req, Some(session), true).await,
         // Signed in without an application waiting: the account page.

@@ -154,6 +154,29 @@ pub fn cookie(
         .build()
 }
 
+/// Starts a browser session for a user who has just proven a password (replacing the
+/// browser's previous one: a new id at every sign-in) and sets its cookie.
+pub async fn sign_in(
+    state: &AppState,
+    jar: CookieJar,
+    user_id: &str,
+) -> Result<(CookieJar, crate::storage::SessionRecord), Response> {
+    let now = crate::storage::unix_now();
+    let old = jar.get(SESSION_COOKIE).map(|c| c.value().to_string());
+    let (cookie, session) = state
+        .sessions
+        .start(user_id, &["pwd"], old.as_deref(), now)
+        .await
+        .map_err(|e| super::error::Unavailable::log(&e).into_response())?;
+    let jar = jar.add(self::cookie(
+        state,
+        SESSION_COOKIE,
+        cookie,
+        session.expires_at - now,
+    ));
+    Ok((jar, session))
+}
+
 fn time_duration(seconds: i64) -> time::Duration {
     time::Duration::seconds(seconds)
 }

@@ -47,7 +47,9 @@ pub fn bearer_error(status: StatusCode, code: Option<&str>, description: &str) -
     response
 }
 
-fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
+/// The token of an `Authorization: Bearer` header (RFC 6750 §2.1); `None` without the
+/// header, the §3.1 `invalid_request` answer for another scheme or an empty token.
+pub fn bearer_from_header(headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
