@@ -7,10 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -37,6 +38,11 @@ pub fn router() -> Router<AppState> {
             post(confirm_reset),
         )
         .route("/api/v1/account/verify-email", post(verify_email))
+        .route(
+            "/api/v1/account/sessions",
+            get(list_sessions).delete(end_all_sessions),
+        )
+        .route("/api/v1/account/sessions/{id}", delete(end_one_session))
 }
 
 /// Everything this API can answer besides success.
@@ -264,6 +270,17 @@ async fn bearer_user(
     headers: &HeaderMap,
     need: Need,
 ) -> Result<UserRecord, ApiError> {
+    bearer_caller(state, headers, need)
+        .await
+        .map(|(user, _)| user)
+}
+
+/// The user behind a bearer token and the session (`sid`) the token was issued in.
+async fn bearer_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    need: Need,
+) -> Result<(UserRecord, Option<String>), ApiError> {
     let bearer = |status, code, description| {
         ApiError::Bearer(Box::new(bearer_error(status, code, description)))
     };
@@ -311,8 +328,12 @@ async fn bearer_user(
             why,
         ));
     }
+    let sid = claims
+        .get("sid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     match state.store.find_user_by_id(str_claim("sub")).await {
-        Ok(Some(user)) if !user.disabled => Ok(user),
+        Ok(Some(user)) if !user.disabled => Ok((user, sid)),
         Ok(_) => Err(SelfServiceError::NoAccount.into()),
         Err(e) => Err(ApiError::Internal(Box::new(
             Unavailable::log(&e).into_response(),
@@ -471,10 +492,13 @@ async fn confirm_reset(
     body: Bytes,
 ) -> ApiResult {
     let body: ConfirmBody = limited_json(&state, peer.ip(), &headers, &body).await?;
-    let refresh_lifetime = state.config.tokens.refresh_absolute_days as i64 * 86_400;
     state
         .selfservice
-        .confirm_reset(&body.token, &secret(body.password), refresh_lifetime)
+        .confirm_reset(
+            &body.token,
+            &secret(body.password),
+            refresh_lifetime(&state),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -494,4 +518,83 @@ async fn verify_email(
     let body: TokenBody = limited_json(&state, peer.ip(), &headers, &body).await?;
     state.selfservice.verify_email(&body.token).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn internal(e: &dyn std::fmt::Display) -> ApiError {
+    ApiError::Internal(Box::new(Unavailable::log(e).into_response()))
+}
+
+/// `GET /api/v1/account/sessions`: the user's live sessions (first-party token: the
+/// list shows addresses and browsers).
+async fn list_sessions(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let (user, current) = bearer_caller(&state, &headers, Need::Change).await?;
+    let sessions = state
+        .store
+        .list_sessions(&user.id, unix_now())
+        .await
+        .map_err(|e| internal(&e))?;
+    let items: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.sid,
+                "created_at": s.created_at,
+                "last_seen_at": s.last_seen_at,
+                "auth_time": s.auth_time,
+                "user_agent": s.user_agent,
+                "ip": s.ip,
+                "current": current.as_deref() == Some(s.sid.as_str()),
+            })
+        })
+        .collect();
+    let mut response = (StatusCode::OK, Json(json!({ "items": items }))).into_response();
+    no_store(response.headers_mut());
+    Ok(response)
+}
+
+/// `DELETE /api/v1/account/sessions/{id}`: signs the user out of one session (and
+/// revokes the refresh tokens that live with it).
+async fn end_one_session(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (user, _) = bearer_caller(&state, &headers, Need::Change).await?;
+    let now = unix_now();
+    let owned = state
+        .store
+        .list_sessions(&user.id, now)
+        .await
+        .map_err(|e| internal(&e))?
+        .iter()
+        .any(|s| s.sid == id);
+    if !owned {
+        return Ok(error_json(
+            StatusCode::NOT_FOUND,
+            json!({"error": "not_found", "error_description": "No such session."}),
+        ));
+    }
+    state
+        .store
+        .end_session(&id, now, now + refresh_lifetime(&state))
+        .await
+        .map_err(|e| internal(&e))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /api/v1/account/sessions`: signs the user out everywhere; every refresh
+/// token of the user is revoked too, `offline_access` ones included.
+async fn end_all_sessions(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let (user, _) = bearer_caller(&state, &headers, Need::Change).await?;
+    let now = unix_now();
+    state
+        .store
+        .end_all_sessions(&user.id, now, now + refresh_lifetime(&state))
+        .await
+        .map_err(|e| internal(&e))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn refresh_lifetime(state: &AppState) -> i64 {
+    state.config.tokens.refresh_absolute_days as i64 * 86_400
 }

@@ -30,6 +30,10 @@ pub fn router() -> Router<AppState> {
         .route("/reset-password", get(reset_page).post(reset_submit))
         .route("/verify-email", get(verify_page))
         .route("/account", get(account_page).post(account_submit))
+        .route(
+            "/account/sessions",
+            get(sessions_page).post(sessions_submit),
+        )
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,7 +297,8 @@ async fn register_submit(
         Some(user) if !state.config.accounts.require_verified_email => user,
         _ => return message(&state, "Check your e-mail", &check_mail),
     };
-    let (jar, session) = match pages::sign_in(&state, jar, &user.id).await {
+    let origin = pages::session_origin(&headers, ip);
+    let (jar, session) = match pages::sign_in(&state, jar, &user.id, &origin).await {
         Ok(signed_in) => signed_in,
         Err(response) => return response,
     };
@@ -816,4 +821,132 @@ async fn resend(state: &AppState, user: &UserRecord, ip: IpAddr) -> Outcome {
         user.email
     ));
     Ok((user.clone(), page))
+}
+
+// ---- the user's sessions -------------------------------------------------------------
+
+/// `2026-11-23 16:10 UTC`: the page has no script, so times are shown in UTC.
+fn when(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        Err(_) => String::from("?"),
+    }
+}
+
+fn sessions_purpose(session: &SessionRecord) -> String {
+    format!("sessions:{}", session.sid)
+}
+
+async fn sessions_view(
+    state: &AppState,
+    jar: CookieJar,
+    session: &SessionRecord,
+    user: &UserRecord,
+    notice: Option<&str>,
+) -> Response {
+    let sessions = match state.store.list_sessions(&user.id, unix_now()).await {
+        Ok(s) => s,
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    let items: Vec<serde_json::Value> = sessions
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.sid,
+                "user_agent": s.user_agent,
+                "ip": s.ip,
+                "created": when(s.created_at),
+                "last_seen": when(s.last_seen_at),
+                "current": s.sid == session.sid,
+            })
+        })
+        .collect();
+    let (jar, secret) = pages::csrf_secret(state, jar);
+    let context = serde_json::json!({
+        "csrf_token": pages::csrf_token(&secret, &sessions_purpose(session)),
+        "username": user.username,
+        "sessions": items,
+        "notice": notice,
+    });
+    (
+        jar,
+        pages::render(state, StatusCode::OK, "account_sessions.html", context),
+    )
+        .into_response()
+}
+
+async fn sessions_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let (session, user) = match signed_in(&state, &jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    sessions_view(&state, jar, &session, &user, None).await
+}
+
+/// Signs out of one session (`sid`) or of all (`all=1`, which also revokes every
+/// refresh token of the user).
+async fn sessions_submit(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (session, user) = match signed_in(&state, &jar).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let Some(form) = form(&jar, &headers, &body, |_| sessions_purpose(&session)) else {
+        return expired_form(&state);
+    };
+    let now = unix_now();
+    let revoke_until = now + state.config.tokens.refresh_absolute_days as i64 * 86_400;
+    let signed_out = |state: &AppState, jar: CookieJar, text: &str| {
+        let jar = jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
+        (jar, message(state, "You are signed out", text)).into_response()
+    };
+    if form.get("all") == Some("1") {
+        if let Err(e) = state
+            .store
+            .end_all_sessions(&user.id, now, revoke_until)
+            .await
+        {
+            return Unavailable::log(&e).into_response();
+        }
+        return signed_out(
+            &state,
+            jar,
+            "You were signed out everywhere, and apps must sign you in again.",
+        );
+    }
+    let Some(sid) = form.get("sid") else {
+        return pages::error_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "No session chosen",
+            "Go back and choose a session.",
+        );
+    };
+    let owned = match state.store.list_sessions(&user.id, now).await {
+        Ok(list) => list.iter().any(|s| s.sid == sid),
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    if owned && let Err(e) = state.store.end_session(sid, now, revoke_until).await {
+        return Unavailable::log(&e).into_response();
+    }
+    if sid == session.sid {
+        return signed_out(&state, jar, "You signed out of this browser.");
+    }
+    let notice = if owned {
+        "Signed out of that session."
+    } else {
+        "That session had already ended."
+    };
+    sessions_view(&state, jar, &session, &user, Some(notice)).await
 }

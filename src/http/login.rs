@@ -206,7 +206,8 @@ async fn login_submit(
             return Unavailable::log(&e).into_response();
         }
     };
-    let (jar, session) = match pages::sign_in(&state, jar, &user.id).await {
+    let origin = pages::session_origin(&headers, ip);
+    let (jar, session) = match pages::sign_in(&state, jar, &user.id, &origin).await {
         Ok(signed_in) => signed_in,
         Err(response) => return response,
     };

@@ -70,6 +70,10 @@ pub fn templates() -> Result<Environment<'static>, minijinja::Error> {
         ("account.html", include_str!("../../templates/account.html")),
         ("logout.html", include_str!("../../templates/logout.html")),
         (
+            "account_sessions.html",
+            include_str!("../../templates/account_sessions.html"),
+        ),
+        (
             "form_post.html",
             include_str!("../../templates/form_post.html"),
         ),
@@ -160,12 +164,13 @@ pub async fn sign_in(
     state: &AppState,
     jar: CookieJar,
     user_id: &str,
+    origin: &crate::storage::SessionOrigin,
 ) -> Result<(CookieJar, crate::storage::SessionRecord), Response> {
     let now = crate::storage::unix_now();
     let old = jar.get(SESSION_COOKIE).map(|c| c.value().to_string());
     let (cookie, session) = state
         .sessions
-        .start(user_id, &["pwd"], old.as_deref(), now)
+        .start(user_id, &["pwd"], origin, old.as_deref(), now)
         .await
         .map_err(|e| super::error::Unavailable::log(&e).into_response())?;
     let jar = jar.add(self::cookie(
@@ -175,6 +180,20 @@ pub async fn sign_in(
         session.expires_at - now,
     ));
     Ok((jar, session))
+}
+
+/// What the user's session list shows about where a sign-in came from: the browser's
+/// `User-Agent` (at most 256 characters) and address.
+pub fn session_origin(headers: &HeaderMap, ip: std::net::IpAddr) -> crate::storage::SessionOrigin {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect::<String>())
+        .filter(|ua| !ua.is_empty() && !ua.contains('\0'));
+    crate::storage::SessionOrigin {
+        user_agent,
+        ip: Some(ip.to_string()),
+    }
 }
 
 fn time_duration(seconds: i64) -> time::Duration {
@@ -254,6 +273,7 @@ mod tests {
             "reset_password.html",
             "account.html",
             "logout.html",
+            "account_sessions.html",
         ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }

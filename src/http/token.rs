@@ -77,7 +77,8 @@ async fn handle(
         GrantType::ClientCredentials => client_credentials(state, &client, &params).await,
         GrantType::Password => {
             let ip = end_user_ip(state, peer, headers);
-            password(state, &client, &params, ip).await
+            let origin = super::pages::session_origin(headers, ip);
+            password(state, &client, &params, ip, &origin).await
         }
     }
 }
@@ -223,6 +224,7 @@ async fn password(
     client: &ClientRecord,
     params: &Params,
     ip: IpAddr,
+    origin: &crate::storage::SessionOrigin,
 ) -> Result<Value, TokenFailure> {
     if !client.first_party {
         return Err(Error::new(
@@ -273,7 +275,7 @@ async fn password(
     // sign-in started; no cookie is handed out.
     let (_, session) = state
         .sessions
-        .start(&user.id, PASSWORD_AMR, None, now)
+        .start(&user.id, PASSWORD_AMR, origin, None, now)
         .await
         .map_err(|e| internal(&e))?;
     let grant_id = uuid::Uuid::new_v4().to_string();

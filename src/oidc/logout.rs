@@ -61,7 +61,7 @@ pub struct LogoutParams {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogoutError {
-    #[error("a parameter was sent more than once")]
+    #[error("a parameter is malformed, too long or sent more than once")]
     Duplicate,
     #[error("id_token_hint is not an ID token issued by this provider")]
     BadHint,

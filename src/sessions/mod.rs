@@ -9,10 +9,13 @@ use sha2::{Digest, Sha256};
 
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::claims::ClaimsRequest;
-use crate::storage::{CodeRecord, Redeemed, SessionRecord, Store, StoreError};
+use crate::storage::{CodeRecord, Redeemed, SessionOrigin, SessionRecord, Store, StoreError};
 
 mod refresh;
 pub use refresh::{FamilyStart, RefreshGrant, RefreshOutcome, RefreshPolicy};
+
+/// How stale a session's "last seen" time may get before a use rewrites it.
+const TOUCH_SECONDS: i64 = 300;
 
 /// A pending authorization request lives this long (issue: 10 minutes).
 pub const REQUEST_LIFETIME: i64 = 600;
@@ -108,6 +111,7 @@ impl Sessions {
         &self,
         user_id: &str,
         amr: &[&str],
+        origin: &SessionOrigin,
         replaces: Option<&str>,
         now: i64,
     ) -> Result<(String, SessionRecord), SessionError> {
@@ -118,20 +122,29 @@ impl Sessions {
             auth_time: now,
             amr: amr.iter().map(|s| s.to_string()).collect(),
             expires_at: now + self.session_lifetime,
+            last_seen_at: now,
         };
         let old = replaces.map(hash_opaque);
         self.store
-            .create_session(&hash_opaque(&cookie), &record, old.as_deref(), now)
+            .create_session(&hash_opaque(&cookie), &record, origin, old.as_deref(), now)
             .await?;
         Ok((cookie, record))
     }
 
+    /// The live session behind a cookie. Its "last seen" time is written at most every
+    /// `TOUCH_SECONDS`, so single sign-on does not cost a write per request.
     pub async fn current(
         &self,
         cookie: &str,
         now: i64,
     ) -> Result<Option<SessionRecord>, SessionError> {
-        Ok(self.store.find_session(&hash_opaque(cookie), now).await?)
+        let session = self.store.find_session(&hash_opaque(cookie), now).await?;
+        if let Some(s) = &session
+            && now - s.last_seen_at >= TOUCH_SECONDS
+        {
+            self.store.touch_session(&s.sid, now).await?;
+        }
+        Ok(session)
     }
 
     pub async fn save_request(

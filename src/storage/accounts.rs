@@ -39,6 +39,40 @@ pub struct ProfileChange {
     pub email: Option<String>,
 }
 
+/// Inside a transaction `$tx`: ends every browser session of `$user_id`, revokes every
+/// refresh family of the user and, through the grant ids, the access tokens issued in
+/// them. Shared by a password reset and "sign out everywhere".
+macro_rules! revoke_everything {
+    ($tx:ident, $user_id:expr, $now:expr, $revoke_until:expr) => {{
+        sqlx::query(
+            "UPDATE browser_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL",
+        )
+        .bind($user_id)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO revocations (id, expires_at, revoked_at) \
+             SELECT DISTINCT family_id, $2, $3 FROM refresh_tokens \
+             WHERE user_id = $1 AND revoked_at IS NULL \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind($user_id)
+        .bind($revoke_until)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind($user_id)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(super) use revoke_everything;
+
 impl Store {
     /// Stores a token's hash. Earlier tokens of the same purpose stay valid until they
     /// expire or one of them is used.
@@ -174,31 +208,7 @@ impl Store {
                         .bind(purpose)
                         .execute(&mut *tx)
                         .await?;
-                    sqlx::query(
-                        "UPDATE browser_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL",
-                    )
-                    .bind(&user_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO revocations (id, expires_at, revoked_at) \
-                         SELECT DISTINCT family_id, $2, $3 FROM refresh_tokens \
-                         WHERE user_id = $1 AND revoked_at IS NULL \
-                         ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(&user_id)
-                    .bind(revoke_until)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-                    )
-                    .bind(&user_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    revoke_everything!(tx, &user_id, now, revoke_until);
                     tx.commit().await?;
                     Some(user_id)
                 }

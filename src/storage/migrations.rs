@@ -34,6 +34,11 @@ const SQLITE: &[Step] = &[
         "account_tokens",
         include_str!("../../migrations/sqlite/0005_account_tokens.sql"),
     ),
+    (
+        6,
+        "session_details",
+        include_str!("../../migrations/sqlite/0006_session_details.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -61,6 +66,11 @@ const POSTGRES: &[Step] = &[
         5,
         "account_tokens",
         include_str!("../../migrations/postgres/0005_account_tokens.sql"),
+    ),
+    (
+        6,
+        "session_details",
+        include_str!("../../migrations/postgres/0006_session_details.sql"),
     ),
 ];
 

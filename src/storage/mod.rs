@@ -28,7 +28,7 @@ pub use failures::FailureCount;
 pub use keys::KeyRecord;
 pub use purge::Purged;
 pub use refresh::{NewRefresh, RefreshRecord};
-pub use sessions::{CodeRecord, Redeemed, SessionRecord};
+pub use sessions::{CodeRecord, Redeemed, SessionInfo, SessionOrigin, SessionRecord};
 pub use users::{NewUser, SeedUserRecord, UserRecord};
 
 use crate::config::DatabaseKind;

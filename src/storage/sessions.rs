@@ -12,6 +12,29 @@ pub struct SessionRecord {
     pub auth_time: i64,
     pub amr: Vec<String>,
     pub expires_at: i64,
+    /// When the session was last used (its start until then).
+    pub last_seen_at: i64,
+}
+
+/// Where a session was started from, for the user's list of sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOrigin {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// `sid, created_at, last_seen_at, auth_time, user_agent, ip`.
+type SessionRow = (String, i64, Option<i64>, i64, Option<String>, Option<String>);
+
+/// A live session as the user's list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub sid: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub auth_time: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
 }
 
 /// A code row as the token endpoint needs it.
@@ -42,6 +65,7 @@ impl Store {
         &self,
         id_hash: &[u8],
         session: &SessionRecord,
+        origin: &SessionOrigin,
         replaces: Option<&[u8]>,
         now: i64,
     ) -> Result<()> {
@@ -55,8 +79,8 @@ impl Store {
                     .await?;
             }
             sqlx::query(
-                "INSERT INTO browser_sessions (id_hash, sid, user_id, auth_time, amr, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO browser_sessions (id_hash, sid, user_id, auth_time, amr, created_at, expires_at, \
+                 user_agent, ip, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $6)",
             )
             .bind(id_hash)
             .bind(&session.sid)
@@ -65,6 +89,8 @@ impl Store {
             .bind(session.amr.join(" "))
             .bind(now)
             .bind(session.expires_at)
+            .bind(&origin.user_agent)
+            .bind(&origin.ip)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -74,9 +100,9 @@ impl Store {
 
     /// The live session behind a cookie hash: not ended, not expired, user enabled.
     pub async fn find_session(&self, id_hash: &[u8], now: i64) -> Result<Option<SessionRecord>> {
-        let row: Option<(String, String, i64, String, i64)> = dispatch!(self, pool => {
+        let row: Option<(String, String, i64, String, i64, Option<i64>)> = dispatch!(self, pool => {
             sqlx::query_as(
-                "SELECT s.sid, s.user_id, s.auth_time, s.amr, s.expires_at FROM browser_sessions s \
+                "SELECT s.sid, s.user_id, s.auth_time, s.amr, s.expires_at, s.last_seen_at FROM browser_sessions s \
                  JOIN users u ON u.id = s.user_id \
                  WHERE s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > $2 AND u.disabled = FALSE",
             )
@@ -85,15 +111,16 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(
-            row.map(|(sid, user_id, auth_time, amr, expires_at)| SessionRecord {
+        Ok(row.map(
+            |(sid, user_id, auth_time, amr, expires_at, last_seen_at)| SessionRecord {
                 sid,
                 user_id,
                 auth_time,
                 amr: amr.split_whitespace().map(str::to_string).collect(),
                 expires_at,
-            }),
-        )
+                last_seen_at: last_seen_at.unwrap_or(auth_time),
+            },
+        ))
     }
 
     pub async fn save_authorization_request(
@@ -363,5 +390,58 @@ impl Store {
             tx.commit().await?;
             ended > 0
         }))
+    }
+}
+
+impl Store {
+    /// Records that a session was used.
+    pub async fn touch_session(&self, sid: &str, now: i64) -> Result<()> {
+        dispatch!(self, pool => {
+            sqlx::query("UPDATE browser_sessions SET last_seen_at = $2 WHERE sid = $1")
+                .bind(sid)
+                .bind(now)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The user's live sessions, most recently used first.
+    pub async fn list_sessions(&self, user_id: &str, now: i64) -> Result<Vec<SessionInfo>> {
+        let rows: Vec<SessionRow> = dispatch!(self, pool => {
+            sqlx::query_as(
+                "SELECT sid, created_at, last_seen_at, auth_time, user_agent, ip FROM browser_sessions \
+                 WHERE user_id = $1 AND ended_at IS NULL AND expires_at > $2 \
+                 ORDER BY COALESCE(last_seen_at, created_at) DESC, created_at DESC",
+            )
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(sid, created_at, last_seen_at, auth_time, user_agent, ip)| SessionInfo {
+                    sid,
+                    created_at,
+                    last_seen_at: last_seen_at.unwrap_or(created_at),
+                    auth_time,
+                    user_agent,
+                    ip,
+                },
+            )
+            .collect())
+    }
+
+    /// Signs a user out everywhere: every session ends and every refresh family of the
+    /// user (bound to a session or not) is revoked, with the access tokens issued in it.
+    pub async fn end_all_sessions(&self, user_id: &str, now: i64, revoke_until: i64) -> Result<()> {
+        dispatch!(self, pool => {
+            let mut tx = pool.begin().await?;
+            super::accounts::revoke_everything!(tx, user_id, now, revoke_until);
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }
