@@ -127,12 +127,14 @@ pub fn check_registration(r: &Registration) -> Result<(String, String), FieldErr
     }
 }
 
+/// A password rule as a sentence for the field: "The password must be at least 8
+/// characters.", "The password must differ from the username and e-mail address."
 fn password_message(rule: &str) -> String {
-    let mut m = format!("The password must be {rule}.");
-    if let Some(first) = m.get_mut(17..18) {
-        first.make_ascii_lowercase();
+    if rule.starts_with("must ") {
+        format!("The password {rule}.")
+    } else {
+        format!("The password must be {rule}.")
     }
-    m
 }
 
 /// Free text for names: no control characters, bounded length.
@@ -548,7 +550,21 @@ mod tests {
             errors.keys().copied().collect::<Vec<_>>(),
             ["email", "password", "username"]
         );
-        assert!(errors["password"].contains("at least 8"), "{errors:?}");
+        assert_eq!(
+            errors["password"],
+            "The password must be at least 8 characters."
+        );
+        let same = check_registration(&reg("bobby", "b@example.com", "BOBBY")).unwrap_err();
+        assert!(
+            same["password"].starts_with("The password must be at least"),
+            "{same:?}"
+        );
+        let same =
+            check_registration(&reg("bobby.tables", "b@example.com", "Bobby.Tables")).unwrap_err();
+        assert_eq!(
+            same["password"],
+            "The password must differ from the username and e-mail address."
+        );
         let ok = check_registration(&reg(" bob ", "Bob@Example.com", "quiet meadow lantern 42"));
         assert_eq!(ok.unwrap(), ("bob".into(), "bob@example.com".into()));
         let common = check_registration(&reg("bob", "bob@example.com", "password123")).unwrap_err();

@@ -24,7 +24,14 @@ pub struct SessionOrigin {
 }
 
 /// `sid, created_at, last_seen_at, auth_time, user_agent, ip`.
-type SessionRow = (String, i64, Option<i64>, i64, Option<String>, Option<String>);
+type SessionRow = (
+    String,
+    i64,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
 
 /// A live session as the user's list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
