@@ -591,6 +591,8 @@ struct AccountPage {
     error: Option<String>,
     notice: Option<String>,
     status: StatusCode,
+    /// Seconds for `Retry-After` when a limit refused the change.
+    retry_after: Option<u64>,
 }
 
 impl AccountPage {
@@ -601,6 +603,7 @@ impl AccountPage {
             error: None,
             notice: None,
             status: StatusCode::OK,
+            retry_after: None,
         }
     }
 }
@@ -625,11 +628,14 @@ fn account_view(
         error: page.error,
         notice: page.notice,
     };
-    (
-        jar,
-        pages::render(state, page.status, "account.html", context),
-    )
-        .into_response()
+    let mut response = pages::render(state, page.status, "account.html", context);
+    if let Some(v) = page
+        .retry_after
+        .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    (jar, response).into_response()
 }
 
 /// The signed-in user, or the response that sends the browser to sign in.
@@ -717,6 +723,7 @@ async fn save_profile(state: &AppState, user: &UserRecord, form: &Params) -> Out
                 error: None,
                 notice: None,
                 status: StatusCode::BAD_REQUEST,
+                retry_after: None,
             },
         ))
     };
@@ -763,6 +770,7 @@ async fn change_password(
                 wait.seconds().div_ceil(60)
             ));
             page.status = StatusCode::TOO_MANY_REQUESTS;
+            page.retry_after = Some(wait.seconds());
             return Ok((user.clone(), page));
         }
         Err(e) => return Err(Box::new(Unavailable::log(&e).into_response())),
@@ -807,6 +815,7 @@ async fn resend(state: &AppState, user: &UserRecord, ip: IpAddr) -> Outcome {
                 wait.seconds().div_ceil(60)
             ));
             page.status = StatusCode::TOO_MANY_REQUESTS;
+            page.retry_after = Some(wait.seconds());
             return Ok((user.clone(), page));
         }
         Err(e) => return Err(Box::new(Unavailable::log(&e).into_response())),

@@ -4,6 +4,8 @@
 
 mod helpers;
 
+mod account_api;
+mod account_pages;
 mod bad_input;
 mod cli;
 mod config_errors;
@@ -14,7 +16,9 @@ mod grants;
 mod health;
 mod keys;
 mod lifecycle;
+mod logout;
 mod password;
 mod prompt;
 mod ratelimit;
 mod refresh;
+mod sessions;
