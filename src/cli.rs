@@ -91,6 +91,10 @@ pub struct ClientAddArgs {
     /// May introspect tokens issued to any client (a resource server)
     #[arg(long)]
     pub introspect_any: bool,
+    /// Where logout tokens are POSTed when a session this client took part in ends
+    /// (OpenID Connect Back-Channel Logout)
+    #[arg(long = "backchannel-logout-uri", value_name = "URI")]
+    pub backchannel_logout_uri: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +255,7 @@ async fn client(command: ClientCommand, config: &Config) -> anyhow::Result<()> {
         first_party: a.first_party,
         introspect_any: a.introspect_any,
         scopes: a.scopes,
+        backchannel_logout_uri: a.backchannel_logout_uri,
     };
     // Checked before the database is even opened: bad input changes nothing.
     let (record, secret) = crate::clients::prepare(spec).map_err(client_error)?;
@@ -300,6 +305,10 @@ async fn client_admin(command: ClientCommand, config: &Config) -> anyhow::Result
                 c.post_logout_redirect_uris.join(" ")
             );
             println!("scopes: {}", c.scopes.join(" "));
+            println!(
+                "backchannel_logout_uri: {}",
+                c.backchannel_logout_uri.as_deref().unwrap_or("-")
+            );
             println!("first_party: {}", c.first_party);
             println!("introspect_any: {}", c.introspect_any);
             println!("source: {}", c.source);
@@ -327,6 +336,7 @@ fn client_error(e: ClientError) -> anyhow::Error {
             let flag = match rule.field.split('[').next().unwrap_or_default() {
                 "redirect_uris" => "--redirect-uri",
                 "post_logout_redirect_uris" => "--post-logout-redirect-uri",
+                "backchannel_logout_uri" => "--backchannel-logout-uri",
                 "grant_types" => "--grant-type",
                 "scopes" => "--scope",
                 "id" => "--id",

@@ -327,6 +327,8 @@ pub struct ClientConfig {
     pub introspect_any: bool,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Back-Channel Logout 1.0: where logout tokens are POSTed when a session ends.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 fn default_grant_types() -> Vec<String> {

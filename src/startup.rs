@@ -155,6 +155,7 @@ impl Application {
             Duration::from_secs(config.database.client_cache_seconds),
         );
         let state = AppState {
+            logout_wake: Arc::new(tokio::sync::Notify::new()),
             clients: Arc::new(clients),
             selfservice,
             config: Arc::new(config),
@@ -202,6 +203,18 @@ impl Application {
             self.state.store.clone(),
             Duration::from_secs(self.state.config.database.purge_interval_minutes * 60),
         ));
+        let logouts = match crate::sessions::backchannel::LogoutSender::new(
+            self.state.store.clone(),
+            self.state.keys.clone(),
+            &self.state.config.server.issuer,
+            self.state.logout_wake.clone(),
+        ) {
+            Ok(sender) => Some(tokio::spawn(sender.run(LOGOUT_POLL))),
+            Err(e) => {
+                tracing::error!(error = %e, "back-channel logout cannot send: no HTTP client");
+                None
+            }
+        };
         let stopping = Arc::new(tokio::sync::Notify::new());
         let notify = stopping.clone();
         let router = app(self.state.clone());
@@ -226,10 +239,17 @@ impl Application {
         };
         reloader.abort();
         purger.abort();
+        if let Some(logouts) = logouts {
+            logouts.abort();
+        }
         self.state.store.close().await;
         result
     }
 }
+
+/// How often queued back-channel logouts are looked for when nothing wakes the sender
+/// (retries, and sessions ended by another instance).
+const LOGOUT_POLL: Duration = Duration::from_secs(2);
 
 /// Picks up keys rotated or retired by the CLI or another instance.
 async fn reload_keys(keys: KeyRing, every: Duration) {

@@ -99,6 +99,7 @@ mod tests {
             introspect_any: false,
             redirect_uris: vec![],
             post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
             source: "cli".into(),
             created_at: 0,
             updated_at: 0,

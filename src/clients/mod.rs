@@ -58,6 +58,7 @@ pub struct ClientSpec {
     pub first_party: bool,
     pub introspect_any: bool,
     pub scopes: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// Turns a validated `[[clients]]` entry into a record. Errors name the config key.
@@ -128,6 +129,7 @@ pub fn record_from_config(i: usize, c: &ClientConfig) -> Result<ClientRecord, Co
         auth_method: method,
         first_party: c.first_party,
         scopes: &c.scopes,
+        backchannel_logout_uri: c.backchannel_logout_uri.as_deref(),
     })
     .map_err(|e| ConfigError::new(key(&e.field), e.value, e.allowed))?;
     Ok(ClientRecord {
@@ -141,6 +143,7 @@ pub fn record_from_config(i: usize, c: &ClientConfig) -> Result<ClientRecord, Co
         introspect_any: c.introspect_any,
         redirect_uris: c.redirect_uris.clone(),
         post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+        backchannel_logout_uri: c.backchannel_logout_uri.clone(),
         source: "config".into(),
         created_at: 0,
         updated_at: 0,
@@ -239,6 +242,7 @@ pub fn prepare(spec: ClientSpec) -> Result<(ClientRecord, Option<SecretString>),
         auth_method: method,
         first_party: spec.first_party,
         scopes: &spec.scopes,
+        backchannel_logout_uri: spec.backchannel_logout_uri.as_deref(),
     })?;
     let secret = (!spec.public).then(generate_secret);
     let record = ClientRecord {
@@ -252,6 +256,7 @@ pub fn prepare(spec: ClientSpec) -> Result<(ClientRecord, Option<SecretString>),
         introspect_any: spec.introspect_any,
         redirect_uris: spec.redirect_uris,
         post_logout_redirect_uris: spec.post_logout_redirect_uris,
+        backchannel_logout_uri: spec.backchannel_logout_uri,
         source: "cli".into(),
         created_at: 0,
         updated_at: 0,

@@ -500,6 +500,7 @@ async fn confirm_reset(
             refresh_lifetime(&state),
         )
         .await?;
+    state.sessions_ended();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -579,6 +580,7 @@ async fn end_one_session(
         .end_session(&id, now, now + refresh_lifetime(&state))
         .await
         .map_err(|e| internal(&e))?;
+    state.sessions_ended();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -592,6 +594,7 @@ async fn end_all_sessions(State(state): State<AppState>, headers: HeaderMap) -> 
         .end_all_sessions(&user.id, now, now + refresh_lifetime(&state))
         .await
         .map_err(|e| internal(&e))?;
+    state.sessions_ended();
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

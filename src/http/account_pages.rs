@@ -469,6 +469,7 @@ async fn reset_submit(
         .await
     {
         Ok(()) => {
+            state.sessions_ended();
             // Every session ended with the reset, this browser's too.
             let jar =
                 jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
@@ -928,6 +929,7 @@ async fn sessions_submit(
         {
             return Unavailable::log(&e).into_response();
         }
+        state.sessions_ended();
         return signed_out(
             &state,
             jar,
@@ -949,6 +951,7 @@ async fn sessions_submit(
     if owned && let Err(e) = state.store.end_session(sid, now, revoke_until).await {
         return Unavailable::log(&e).into_response();
     }
+    state.sessions_ended();
     if sid == session.sid {
         return signed_out(&state, jar, "You signed out of this browser.");
     }

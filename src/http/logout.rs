@@ -140,6 +140,7 @@ async fn logout(state: AppState, jar: CookieJar, params: Params) -> Response {
         {
             return Unavailable::log(&e).into_response();
         }
+        state.sessions_ended();
         return finish(jar);
     };
     let proven = hint
@@ -166,8 +167,6 @@ async fn logout(state: AppState, jar: CookieJar, params: Params) -> Response {
         )
         .await;
     }
-    let now = unix_now();
-    let revoke_until = now + state.config.tokens.refresh_absolute_days as i64 * 86_400;
     if let Err(e) = state
         .store
         .end_session(&session.sid, now, revoke_until)
@@ -175,6 +174,7 @@ async fn logout(state: AppState, jar: CookieJar, params: Params) -> Response {
     {
         return Unavailable::log(&e).into_response();
     }
+    state.sessions_ended();
     finish(jar)
 }
 

@@ -58,11 +58,18 @@ pub struct AppState {
     pub limits: Arc<crate::ratelimit::Limits>,
     /// Clients as read at every request, reused for `database.client_cache_seconds`.
     pub clients: Arc<crate::clients::ClientCache>,
+    /// Wakes the back-channel logout sender after sessions end here.
+    pub logout_wake: Arc<tokio::sync::Notify>,
     /// `server.trusted_proxies`, parsed once.
     pub trusted_proxies: Arc<Vec<crate::ratelimit::client_ip::Block>>,
 }
 
 impl AppState {
+    /// Sessions ended: their back-channel logouts are queued; send them now.
+    pub fn sessions_ended(&self) {
+        self.logout_wake.notify_one();
+    }
+
     /// The client's address: the peer, or behind trusted proxies the forwarded one.
     pub fn client_ip(
         &self,

@@ -278,6 +278,11 @@ async fn password(
         .start(&user.id, PASSWORD_AMR, origin, None, now)
         .await
         .map_err(|e| internal(&e))?;
+    state
+        .store
+        .add_session_client(&session.sid, &client.id, now)
+        .await
+        .map_err(|e| internal(&e))?;
     let grant_id = uuid::Uuid::new_v4().to_string();
     let refresh = start_refresh_family(
         state,

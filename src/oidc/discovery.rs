@@ -25,9 +25,10 @@ pub struct ProviderMetadata {
     pub jwks_uri: String,
     /// RP-Initiated Logout 1.0 §2.1.
     pub end_session_endpoint: String,
-    /// Front- and Back-Channel Logout 1.0 §3 / §2.1: not (yet) offered.
+    /// Front-Channel Logout is not offered; Back-Channel Logout 1.0 §2.1 is, with `sid`.
     pub frontchannel_logout_supported: bool,
     pub backchannel_logout_supported: bool,
+    pub backchannel_logout_session_supported: bool,
     pub response_types_supported: Vec<&'static str>,
     pub response_modes_supported: Vec<&'static str>,
     pub grant_types_supported: Vec<&'static str>,
@@ -60,7 +61,8 @@ pub fn provider_metadata(issuer: &str, registration: bool) -> ProviderMetadata {
         jwks_uri: url(JWKS_PATH),
         end_session_endpoint: url(END_SESSION_PATH),
         frontchannel_logout_supported: false,
-        backchannel_logout_supported: false,
+        backchannel_logout_supported: true,
+        backchannel_logout_session_supported: true,
         response_types_supported: vec!["code"],
         response_modes_supported: vec!["query", "form_post"],
         grant_types_supported: vec![

@@ -70,6 +70,7 @@ pub struct ClientMetadata<'a> {
     pub auth_method: AuthMethod,
     pub first_party: bool,
     pub scopes: &'a [String],
+    pub backchannel_logout_uri: Option<&'a str>,
 }
 
 /// Checks every rule and returns the grant types, de-duplicated and in canonical order.
@@ -142,6 +143,12 @@ pub fn check_client(c: &ClientMetadata<'_>) -> Result<Vec<GrantType>, RuleError>
     for (i, uri) in c.post_logout_redirect_uris.iter().enumerate() {
         check_redirect_uri(uri, public)
             .map_err(|allowed| rule(format!("post_logout_redirect_uris[{i}]"), uri, allowed))?;
+    }
+    // Back-Channel Logout 1.0 §2.2: an absolute URI, no fragment; the same transport
+    // rules as a confidential client's redirect URI (https, or http on loopback).
+    if let Some(uri) = c.backchannel_logout_uri {
+        check_redirect_uri(uri, false)
+            .map_err(|allowed| rule("backchannel_logout_uri".to_string(), uri, allowed))?;
     }
     for (i, scope) in c.scopes.iter().enumerate() {
         if !is_scope_token(scope) {
@@ -220,6 +227,7 @@ mod tests {
             auth_method: method,
             first_party,
             scopes: &[],
+            backchannel_logout_uri: None,
         }
     }
 

@@ -11,6 +11,7 @@ use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::claims::ClaimsRequest;
 use crate::storage::{CodeRecord, Redeemed, SessionOrigin, SessionRecord, Store, StoreError};
 
+pub mod backchannel;
 mod refresh;
 pub use refresh::{FamilyStart, RefreshGrant, RefreshOutcome, RefreshPolicy};
 
@@ -220,6 +221,10 @@ impl Sessions {
                 now,
                 now + self.code_lifetime,
             )
+            .await?;
+        // Back-Channel Logout 1.0 §2.2: this client now takes part in the session.
+        self.store
+            .add_session_client(&session.sid, &request.client_id, now)
             .await?;
         Ok(code)
     }

@@ -41,9 +41,11 @@ pub struct ProfileChange {
 
 /// Inside a transaction `$tx`: ends every browser session of `$user_id`, revokes every
 /// refresh family of the user and, through the grant ids, the access tokens issued in
-/// them. Shared by a password reset and "sign out everywhere".
+/// them, and queues the back-channel logouts of those sessions. Shared by a password reset and "sign out everywhere".
 macro_rules! revoke_everything {
     ($tx:ident, $user_id:expr, $now:expr, $revoke_until:expr) => {{
+        // Back-channel logouts for the sessions about to end, in the same transaction.
+        super::backchannel::queue_logout_notices!($tx, "b.user_id = $1", $user_id, $now);
         sqlx::query(
             "UPDATE browser_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL",
         )

@@ -15,6 +15,8 @@ pub struct ClientRecord {
     pub introspect_any: bool,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed.
+    pub backchannel_logout_uri: Option<String>,
     /// `config` for `[[clients]]` entries, `cli` or `api` otherwise.
     pub source: String,
     pub created_at: i64,
@@ -37,7 +39,8 @@ impl RedirectKind {
 }
 
 const CLIENT_COLUMNS: &str = "SELECT id, name, secret_hash, token_endpoint_auth_method, \
-     grant_types, scopes, first_party, introspect_any, source, created_at, updated_at FROM clients";
+     grant_types, scopes, first_party, introspect_any, backchannel_logout_uri, source, created_at, \
+     updated_at FROM clients";
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_string).collect()
@@ -57,6 +60,7 @@ macro_rules! client_from_row {
             introspect_any: row.try_get("introspect_any")?,
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
+            backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
             source: row.try_get("source")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
@@ -70,17 +74,18 @@ macro_rules! write_client {
         let c = $c;
         let sql = if $upsert {
             "INSERT INTO clients (id, name, secret_hash, token_endpoint_auth_method, grant_types, \
-             scopes, first_party, introspect_any, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+             scopes, first_party, introspect_any, source, created_at, updated_at, backchannel_logout_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, secret_hash = excluded.secret_hash, \
              token_endpoint_auth_method = excluded.token_endpoint_auth_method, \
              grant_types = excluded.grant_types, scopes = excluded.scopes, \
              first_party = excluded.first_party, introspect_any = excluded.introspect_any, \
-             source = excluded.source, updated_at = excluded.updated_at"
+             source = excluded.source, updated_at = excluded.updated_at, \
+             backchannel_logout_uri = excluded.backchannel_logout_uri"
         } else {
             "INSERT INTO clients (id, name, secret_hash, token_endpoint_auth_method, grant_types, \
-             scopes, first_party, introspect_any, source, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)"
+             scopes, first_party, introspect_any, source, created_at, updated_at, backchannel_logout_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)"
         };
         sqlx::query(sql)
             .bind(&c.id)
@@ -93,6 +98,7 @@ macro_rules! write_client {
             .bind(c.introspect_any)
             .bind(&c.source)
             .bind($now)
+            .bind(&c.backchannel_logout_uri)
             .execute(&mut *$tx)
             .await
             .map_err(|e| on_unique(e, |_| "client id"))?;

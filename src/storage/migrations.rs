@@ -39,6 +39,11 @@ const SQLITE: &[Step] = &[
         "session_details",
         include_str!("../../migrations/sqlite/0006_session_details.sql"),
     ),
+    (
+        7,
+        "backchannel_logout",
+        include_str!("../../migrations/sqlite/0007_backchannel_logout.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -71,6 +76,11 @@ const POSTGRES: &[Step] = &[
         6,
         "session_details",
         include_str!("../../migrations/postgres/0006_session_details.sql"),
+    ),
+    (
+        7,
+        "backchannel_logout",
+        include_str!("../../migrations/postgres/0007_backchannel_logout.sql"),
     ),
 ];
 

@@ -6,6 +6,7 @@
 //! pool type, so the code is written once and type-checked twice, without `sqlx::Any`.
 
 mod accounts;
+mod backchannel;
 mod clients;
 mod failures;
 mod keys;
@@ -23,6 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::SqlitePool;
 
 pub use accounts::{AccountToken, ProfileChange, TokenPurpose};
+pub use backchannel::Delivery;
 pub use clients::{ClientRecord, RedirectKind};
 pub use failures::FailureCount;
 pub use keys::KeyRecord;

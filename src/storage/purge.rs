@@ -22,7 +22,7 @@ impl Purged {
 }
 
 /// (table, key, condition) — every condition is served by an index on its time column.
-const TARGETS: [(&str, &str, &str); 6] = [
+const TARGETS: [(&str, &str, &str); 7] = [
     ("authorization_codes", "code_hash", "expires_at < $1"),
     ("authorization_requests", "id_hash", "expires_at < $1"),
     (
@@ -43,13 +43,19 @@ const TARGETS: [(&str, &str, &str); 6] = [
         "key",
         "last_seen < $1 - 3600 AND blocked_until < $1",
     ),
+    // Who took part in a session matters only while the session exists.
+    (
+        "session_clients",
+        "sid",
+        "created_at <= $1 AND NOT EXISTS (SELECT 1 FROM browser_sessions b WHERE b.sid = session_clients.sid)",
+    ),
 ];
 
 impl Store {
     /// Deletes expired codes, pending requests, ended or expired sessions, expired
     /// refresh tokens and revocations that outlived what they revoked.
     pub async fn purge_expired(&self, now: i64) -> Result<Purged> {
-        let mut counts = [0u64; 6];
+        let mut counts = [0u64; 7];
         for (i, (table, key, condition)) in TARGETS.iter().enumerate() {
             let sql = format!(
                 "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {BATCH})"
@@ -77,6 +83,7 @@ impl Store {
             refresh_tokens,
             revocations,
             _counters,
+            _participants,
         ] = counts;
         Ok(Purged {
             codes,

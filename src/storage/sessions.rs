@@ -368,6 +368,7 @@ impl Store {
         }
         Ok(dispatch!(self, pool => {
             let mut tx = pool.begin().await?;
+            super::backchannel::queue_logout_notices!(tx, "b.sid = $1", sid, now);
             let ended = sqlx::query(
                 "UPDATE browser_sessions SET ended_at = $2 WHERE sid = $1 AND ended_at IS NULL",
             )

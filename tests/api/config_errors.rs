@@ -312,6 +312,14 @@ fn client_entries_are_checked() {
             "clients[0].secret",
         ),
         (
+            "back-channel logout URI over plain http to another host",
+            client(&format!(
+                "secret = \"{GOOD_SECRET}\"\ngrant_types = [\"client_credentials\"]\nbackchannel_logout_uri = \"http://rp.example/bc\""
+            )),
+            no_env(),
+            "clients[0].backchannel_logout_uri",
+        ),
+        (
             "malformed redirect URI",
             client(&format!(
                 "secret = \"{GOOD_SECRET}\"\nredirect_uris = [\"not a uri\"]"

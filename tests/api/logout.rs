@@ -563,7 +563,8 @@ async fn discovery_advertises_the_end_session_endpoint() {
     let doc = app.get_json("/.well-known/openid-configuration").await;
     assert_eq!(doc["end_session_endpoint"], app.url("/logout"));
     assert_eq!(doc["frontchannel_logout_supported"], false);
-    assert_eq!(doc["backchannel_logout_supported"], false);
+    assert_eq!(doc["backchannel_logout_supported"], true);
+    assert_eq!(doc["backchannel_logout_session_supported"], true);
     let oauth = app
         .get_json("/.well-known/oauth-authorization-server")
         .await;

@@ -6,6 +6,7 @@ mod helpers;
 
 mod account_api;
 mod account_pages;
+mod backchannel;
 mod bad_input;
 mod cli;
 mod config_errors;
