@@ -187,10 +187,16 @@ async fn client_add_stores_public_service_and_fully_specified_clients() {
             "https://z.example/bye",
             "--post-logout-redirect-uri",
             "https://a.example/bye",
+            "--backchannel-logout-uri",
+            "https://a.example/backchannel",
         ],
     )
     .await;
     let full = app.store.get_client("full").await.unwrap().expect("full");
+    assert_eq!(
+        full.backchannel_logout_uri.as_deref(),
+        Some("https://a.example/backchannel")
+    );
     assert_eq!(full.name.as_deref(), Some("Full App"));
     assert!(full.first_party);
     assert_eq!(
@@ -210,6 +216,10 @@ async fn client_add_stores_public_service_and_fully_specified_clients() {
         ["https://z.example/bye", "https://a.example/bye"]
     );
     let show = run(&app, &["client", "show", "full"]).await;
+    assert!(
+        show.contains("backchannel_logout_uri: https://a.example/backchannel"),
+        "{show}"
+    );
     assert!(
         show.contains("https://z.example/cb https://a.example/cb http://127.0.0.1:8080/cb"),
         "{show}"
@@ -428,6 +438,19 @@ async fn bad_cli_input_prints_one_line_exits_non_zero_and_changes_nothing() {
             ]),
             None,
             Want::Error("--post-logout-redirect-uri"),
+        ),
+        (
+            "back-channel logout URI over http to another host",
+            add_client(&[
+                "--id",
+                "c3c",
+                "--grant-type",
+                "client_credentials",
+                "--backchannel-logout-uri",
+                "http://app.example/bc",
+            ]),
+            None,
+            Want::Error("--backchannel-logout-uri"),
         ),
         (
             "unknown grant type",
