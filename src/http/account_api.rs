@@ -497,7 +497,7 @@ async fn confirm_reset(
         .confirm_reset(
             &body.token,
             &secret(body.password),
-            refresh_lifetime(&state),
+            state.refresh_lifetime(),
         )
         .await?;
     state.sessions_ended();
@@ -577,7 +577,7 @@ async fn end_one_session(
     }
     state
         .store
-        .end_session(&id, now, now + refresh_lifetime(&state))
+        .end_session(&id, now, now + state.refresh_lifetime())
         .await
         .map_err(|e| internal(&e))?;
     state.sessions_ended();
@@ -591,13 +591,9 @@ async fn end_all_sessions(State(state): State<AppState>, headers: HeaderMap) -> 
     let now = unix_now();
     state
         .store
-        .end_all_sessions(&user.id, now, now + refresh_lifetime(&state))
+        .end_all_sessions(&user.id, now, now + state.refresh_lifetime())
         .await
         .map_err(|e| internal(&e))?;
     state.sessions_ended();
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn refresh_lifetime(state: &AppState) -> i64 {
-    state.config.tokens.refresh_absolute_days as i64 * 86_400
 }

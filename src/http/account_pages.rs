@@ -462,10 +462,9 @@ async fn reset_submit(
         return response;
     }
     let password = SecretString::from(field(&form, "password"));
-    let refresh_lifetime = state.config.tokens.refresh_absolute_days as i64 * 86_400;
     match state
         .selfservice
-        .confirm_reset(&token, &password, refresh_lifetime)
+        .confirm_reset(&token, &password, state.refresh_lifetime())
         .await
     {
         Ok(()) => {
@@ -916,7 +915,7 @@ async fn sessions_submit(
         return expired_form(&state);
     };
     let now = unix_now();
-    let revoke_until = now + state.config.tokens.refresh_absolute_days as i64 * 86_400;
+    let revoke_until = now + state.refresh_lifetime();
     let signed_out = |state: &AppState, jar: CookieJar, text: &str| {
         let jar = jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
         (jar, message(state, "You are signed out", text)).into_response()

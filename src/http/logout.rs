@@ -129,7 +129,7 @@ async fn logout(state: AppState, jar: CookieJar, params: Params) -> Response {
         None => signed_out(&state, jar),
     };
     let now = unix_now();
-    let revoke_until = now + state.config.tokens.refresh_absolute_days as i64 * 86_400;
+    let revoke_until = now + state.refresh_lifetime();
     let Some(session) = session else {
         // No session in this browser. A hint still names the session its ID token came
         // from (a first-party frontend's password-grant sign-in has no oxidp cookie at

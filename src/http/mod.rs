@@ -65,6 +65,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The longest a refresh family can live (`tokens.refresh_absolute_days`): how long
+    /// a revocation must be remembered.
+    pub fn refresh_lifetime(&self) -> i64 {
+        self.config.tokens.refresh_absolute_days as i64 * 86_400
+    }
+
     /// Sessions ended: their back-channel logouts are queued; send them now.
     pub fn sessions_ended(&self) {
         self.logout_wake.notify_one();

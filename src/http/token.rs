@@ -353,7 +353,7 @@ pub fn refresh_policy(state: &AppState) -> RefreshPolicy {
     let t = &state.config.tokens;
     RefreshPolicy {
         idle_seconds: t.refresh_idle_days as i64 * 86_400,
-        absolute_seconds: t.refresh_absolute_days as i64 * 86_400,
+        absolute_seconds: state.refresh_lifetime(),
         grace_seconds: t.refresh_grace_seconds as i64,
     }
 }
