@@ -110,7 +110,7 @@ pub fn client_of(
 pub fn redirect_target(
     params: &LogoutParams,
     registered: Option<&[String]>,
-) -> Result<Option<url::Url>, LogoutError> {
+) -> Result<Option<String>, LogoutError> {
     let Some(uri) = &params.post_logout_redirect_uri else {
         return Ok(None);
     };
@@ -118,11 +118,17 @@ pub fn redirect_target(
     if !registered.iter().any(|r| r == uri) {
         return Err(LogoutError::UnregisteredUri);
     }
-    let mut url = url::Url::parse(uri).map_err(|_| LogoutError::UnregisteredUri)?;
+    // The registered string itself, byte for byte (a URL parser would normalise it,
+    // e.g. add a "/" path), with `state` appended to its query (§3).
+    let mut target = uri.clone();
     if let Some(state) = &params.state {
-        url.query_pairs_mut().append_pair("state", state);
+        let encoded: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("state", state)
+            .finish();
+        target.push(if uri.contains('?') { '&' } else { '?' });
+        target.push_str(&encoded);
     }
-    Ok(Some(url))
+    Ok(Some(target))
 }
 
 /// Whether the hint names the browser's current session, so logout may proceed without
@@ -193,6 +199,7 @@ mod tests {
         let registered = vec![
             "https://app.example/bye".to_string(),
             "https://app.example/out?x=1".to_string(),
+            "http://localhost:3000".to_string(),
         ];
         let p = |uri: Option<&str>, state: Option<&str>| LogoutParams {
             post_logout_redirect_uri: uri.map(str::to_string),
@@ -232,6 +239,16 @@ mod tests {
             .unwrap()
             .as_str(),
             "https://app.example/out?x=1&state=s"
+        );
+        // An origin-only URI comes back as registered, without a "/" added.
+        assert_eq!(
+            redirect_target(
+                &p(Some("http://localhost:3000"), Some("s")),
+                Some(&registered)
+            )
+            .unwrap()
+            .unwrap(),
+            "http://localhost:3000?state=s"
         );
         for bad in [
             "https://app.example/bye/",
