@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::accounts::{AccountError, Accounts, NewAccount};
+use crate::audit::Event;
 use crate::clients::{ClientError, ClientSpec, Clients};
 use crate::config::{self, Config};
 use crate::keys::{self, KeyRing};
@@ -37,7 +38,7 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit
     Migrate,
-    /// Delete expired codes, sessions, refresh tokens and revocations once
+    /// Delete expired codes, sessions, refresh tokens, revocations and audit events past retention once
     Purge,
     /// Manage OAuth/OIDC clients
     #[command(subcommand)]
@@ -48,6 +49,31 @@ pub enum Command {
     /// Manage signing keys
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read the audit trail
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the latest audit events, oldest first; with --follow, keep printing new ones
+    Tail {
+        /// How many of the latest events to print first
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=10000))]
+        limit: i64,
+        /// Keep waiting for new events (Ctrl-C stops)
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only this event type, or a prefix ending in '.' (e.g. "login." or "admin.")
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Only events about this subject (a user's sub, "client:<id>", "key:<kid>")
+        #[arg(long)]
+        subject: Option<String>,
+        /// One JSON object per line instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,23 +233,92 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Purge => {
-            let purged = store(&config)
-                .await?
-                .purge_expired(crate::storage::unix_now())
+            let store = store(&config).await?;
+            let now = crate::storage::unix_now();
+            let purged = store.purge_expired(now).await?;
+            let events = store
+                .purge_audit(now - config.audit.retention_days as i64 * 86_400)
                 .await?;
             println!(
-                "purged {} codes, {} pending requests, {} sessions, {} refresh tokens, {} revocations",
+                "purged {} codes, {} pending requests, {} sessions, {} refresh tokens, {} revocations, {} audit events",
                 purged.codes,
                 purged.requests,
                 purged.sessions,
                 purged.refresh_tokens,
-                purged.revocations
+                purged.revocations,
+                events
             );
             Ok(())
         }
         Command::Client(c) => client(c, &config).await,
         Command::User(u) => user(u, &config).await,
         Command::Keys(k) => keys_command(k, &config).await,
+        Command::Audit(a) => audit_command(a, &config).await,
+    }
+}
+
+/// How often `audit tail --follow` looks for new events.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn audit_command(command: AuditCommand, config: &Config) -> anyhow::Result<()> {
+    let AuditCommand::Tail {
+        limit,
+        follow,
+        kind,
+        subject,
+        json,
+    } = command;
+    let store = store(config).await?;
+    let mut query = crate::storage::AuditQuery {
+        kind,
+        subject,
+        limit,
+        ..Default::default()
+    };
+    let mut latest = store.query_audit(&query).await?;
+    latest.reverse();
+    let mut last_id = latest.last().map_or(0, |e| e.id);
+    for event in &latest {
+        print_event(event, json);
+    }
+    if !follow {
+        return Ok(());
+    }
+    query.limit = 500;
+    loop {
+        query.after_id = Some(last_id);
+        for event in store.query_audit(&query).await? {
+            last_id = event.id;
+            print_event(&event, json);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(FOLLOW_POLL) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+fn print_event(event: &crate::storage::AuditRecord, json: bool) {
+    use std::io::Write;
+    let line = if json {
+        crate::audit::to_json(event).to_string()
+    } else {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        format!(
+            "{time} {kind} {outcome} actor={actor} subject={subject} client={client} ip={ip} {detail}",
+            time = crate::audit::rfc3339(event.time),
+            kind = event.kind,
+            outcome = event.outcome,
+            actor = dash(&event.actor),
+            subject = dash(&event.subject),
+            client = dash(&event.client_id),
+            ip = dash(&event.ip),
+            detail = event.detail,
+        )
+    };
+    // A closed pipe (`| head`) ends the command quietly.
+    if writeln!(std::io::stdout(), "{line}").is_err() {
+        std::process::exit(0);
     }
 }
 
@@ -259,8 +354,16 @@ async fn client(command: ClientCommand, config: &Config) -> anyhow::Result<()> {
     };
     // Checked before the database is even opened: bad input changes nothing.
     let (record, secret) = crate::clients::prepare(spec).map_err(client_error)?;
-    let clients = Clients::new(store(config).await?);
+    let store = store(config).await?;
+    let clients = Clients::new(store.clone());
     let record = clients.insert(&record).await.map_err(client_error)?;
+    audit_cli(
+        &store,
+        Event::success("admin.client.created")
+            .subject(format!("client:{}", record.id))
+            .client(&record.id),
+    )
+    .await;
     println!("client_id: {}", record.id);
     if let Some(secret) = secret {
         use secrecy::ExposeSecret;
@@ -272,7 +375,8 @@ async fn client(command: ClientCommand, config: &Config) -> anyhow::Result<()> {
 
 /// The client commands other than `add`.
 async fn client_admin(command: ClientCommand, config: &Config) -> anyhow::Result<()> {
-    let clients = Clients::new(store(config).await?);
+    let store = store(config).await?;
+    let clients = Clients::new(store.clone());
     match command {
         ClientCommand::Add(_) => Ok(()),
         ClientCommand::List => {
@@ -316,6 +420,13 @@ async fn client_admin(command: ClientCommand, config: &Config) -> anyhow::Result
         }
         ClientCommand::Remove { id } => {
             clients.remove(&id).await.map_err(client_error)?;
+            audit_cli(
+                &store,
+                Event::success("admin.client.deleted")
+                    .subject(format!("client:{id}"))
+                    .client(&id),
+            )
+            .await;
             println!("removed client {id}");
             Ok(())
         }
@@ -411,15 +522,24 @@ async fn user(command: UserCommand, config: &Config) -> anyhow::Result<()> {
     };
     // Checked before the database is even opened: bad input changes nothing.
     crate::accounts::check_account(&account).map_err(named)?;
-    let accounts = Accounts::new(store(config).await?, startup::password_hasher()?);
+    let store = store(config).await?;
+    let accounts = Accounts::new(store.clone(), startup::password_hasher()?);
     let user = accounts.create(account).await.map_err(named)?;
+    audit_cli(
+        &store,
+        Event::success("admin.user.created")
+            .subject(&user.id)
+            .detail("username", user.username.clone()),
+    )
+    .await;
     println!("created user {} (sub {})", user.username, user.id);
     Ok(())
 }
 
 /// The user commands other than `add`.
 async fn user_admin(command: UserCommand, config: &Config) -> anyhow::Result<()> {
-    let accounts = Accounts::new(store(config).await?, startup::password_hasher()?);
+    let store = store(config).await?;
+    let accounts = Accounts::new(store.clone(), startup::password_hasher()?);
     match command {
         UserCommand::Add(_) => Ok(()),
         UserCommand::List => {
@@ -450,22 +570,60 @@ async fn user_admin(command: UserCommand, config: &Config) -> anyhow::Result<()>
                     AccountError::NotFound => anyhow::anyhow!("no user named {username:?}"),
                     other => account_error(other),
                 })?;
+            if let Some(user) = store.find_user_by_username(&username).await? {
+                audit_cli(
+                    &store,
+                    Event::success("admin.user.password_set").subject(&user.id),
+                )
+                .await;
+            }
             println!("password updated for {username}");
             Ok(())
         }
-        UserCommand::Disable { username } => set_disabled(&accounts, &username, true).await,
-        UserCommand::Enable { username } => set_disabled(&accounts, &username, false).await,
+        UserCommand::Disable { username } => set_disabled(&store, config, &username, true).await,
+        UserCommand::Enable { username } => set_disabled(&store, config, &username, false).await,
     }
 }
 
-async fn set_disabled(accounts: &Accounts, username: &str, disabled: bool) -> anyhow::Result<()> {
-    accounts
-        .set_disabled(username, disabled)
-        .await
-        .map_err(|e| match e {
-            AccountError::NotFound => anyhow::anyhow!("no user named {username:?}"),
-            other => account_error(other),
-        })?;
+/// Records a change made from the command line (actor `cli`; no IP or request).
+async fn audit_cli(store: &Store, event: Event) {
+    if let Err(e) = crate::audit::write_now(store, event.actor("cli")).await {
+        eprintln!("warning: the change was made but not recorded in the audit trail: {e}");
+    }
+}
+
+/// Disabling also ends the user's sessions and revokes their refresh tokens (and the
+/// access tokens issued with them), in one transaction, as the admin API does.
+async fn set_disabled(
+    store: &Store,
+    config: &Config,
+    username: &str,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let user = store
+        .find_user_by_username(username)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user named {username:?}"))?;
+    let now = crate::storage::unix_now();
+    let change = crate::storage::AdminUserChange {
+        disabled: Some(disabled),
+        ..Default::default()
+    };
+    store
+        .admin_update_user(
+            &user.id,
+            &change,
+            now,
+            now + config.tokens.refresh_absolute_days as i64 * 86_400,
+        )
+        .await?;
+    audit_cli(
+        store,
+        Event::success("admin.user.updated")
+            .subject(&user.id)
+            .detail("disabled", disabled),
+    )
+    .await;
     println!(
         "{} {username}",
         if disabled { "disabled" } else { "enabled" }
@@ -493,11 +651,21 @@ async fn keys_command(command: KeysCommand, config: &Config) -> anyhow::Result<(
         }
         KeysCommand::Rotate => {
             let kid = KeyRing::rotate(&store, dir).await?;
+            audit_cli(
+                &store,
+                Event::success("admin.key.rotated").subject(format!("key:{kid}")),
+            )
+            .await;
             println!("new signing key {kid} is active; older keys stay published until retired");
             Ok(())
         }
         KeysCommand::Retire { kid } => {
             KeyRing::retire(&store, dir, &kid).await?;
+            audit_cli(
+                &store,
+                Event::success("admin.key.retired").subject(format!("key:{kid}")),
+            )
+            .await;
             println!("retired key {kid}; it leaves the JWKS at the next reload");
             Ok(())
         }

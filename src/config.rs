@@ -21,7 +21,7 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Stands for "the file as a whole" in errors that no single key causes.
 const FILE_KEY: &str = "config.toml";
 /// Top-level tables, for recognising `OXIDP_<SECTION>__<KEY>` typos.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "database",
     "keys",
@@ -32,6 +32,7 @@ const SECTIONS: [&str; 10] = [
     "ratelimit",
     "cors",
     "log",
+    "audit",
 ];
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -47,6 +48,7 @@ pub struct Config {
     pub ratelimit: RateLimitConfig,
     pub cors: CorsConfig,
     pub log: LogConfig,
+    pub audit: AuditConfig,
     pub users: Vec<SeedUser>,
     pub clients: Vec<ClientConfig>,
 }
@@ -201,6 +203,21 @@ pub struct SessionsConfig {
 impl Default for SessionsConfig {
     fn default() -> Self {
         Self { lifetime_hours: 12 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit events older than this are deleted by the purge task.
+    pub retention_days: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
+        }
     }
 }
 
@@ -532,6 +549,13 @@ impl Config {
             ));
         }
         self.validate_ratelimit()?;
+        if !(1..=3650).contains(&self.audit.retention_days) {
+            return Err(ConfigError::new(
+                "audit.retention_days",
+                self.audit.retention_days,
+                "1 to 3650",
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::new(
                 "log.level",

@@ -168,6 +168,7 @@ impl Application {
             templates: Arc::new(templates),
             trusted_proxies: Arc::new(trusted_proxies),
             limits: Arc::new(limits),
+            audit: crate::audit::Audit::new(),
         };
         Ok(Self {
             listener,
@@ -202,6 +203,7 @@ impl Application {
         let purger = tokio::spawn(purge_periodically(
             self.state.store.clone(),
             Duration::from_secs(self.state.config.database.purge_interval_minutes * 60),
+            self.state.config.audit.retention_days as i64 * 86_400,
         ));
         let logouts = match crate::sessions::backchannel::LogoutSender::new(
             self.state.store.clone(),
@@ -215,6 +217,13 @@ impl Application {
                 None
             }
         };
+        let audit_stop = Arc::new(tokio::sync::Notify::new());
+        let audit_writer = tokio::spawn(
+            self.state
+                .audit
+                .clone()
+                .run_writer(self.state.store.clone(), audit_stop.clone()),
+        );
         let stopping = Arc::new(tokio::sync::Notify::new());
         let notify = stopping.clone();
         let router = app(self.state.clone());
@@ -242,6 +251,14 @@ impl Application {
         if let Some(logouts) = logouts {
             logouts.abort();
         }
+        // Events of the requests that just finished are written before the pool closes.
+        audit_stop.notify_one();
+        if tokio::time::timeout(Duration::from_secs(5), audit_writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit writer did not finish within 5 s");
+        }
         self.state.store.close().await;
         result
     }
@@ -265,14 +282,20 @@ async fn reload_keys(keys: KeyRing, every: Duration) {
 
 /// Deletes expired rows now and then; several instances may all run it (the deletes are
 /// idempotent).
-async fn purge_periodically(store: Store, every: Duration) {
+async fn purge_periodically(store: Store, every: Duration, audit_retention: i64) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        match store.purge_expired(crate::storage::unix_now()).await {
+        let now = crate::storage::unix_now();
+        match store.purge_expired(now).await {
             Ok(purged) if purged.total() > 0 => tracing::info!(?purged, "expired rows purged"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purge failed"),
+        }
+        match store.purge_audit(now - audit_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "audit events past retention purged"),
+            Err(e) => tracing::warn!(error = %e, "audit purge failed"),
         }
     }
 }

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub use password::{PasswordError, PasswordHasher, verify_in};
 pub use selfservice::{
     FieldErrors, ProfileEdit, Registered, Registration, SelfService, SelfServiceError,
+    check_profile,
 };
 
 use crate::config::SeedUser;
@@ -152,13 +153,38 @@ pub struct NewAccount {
 /// Why a sign-in failed, as far as the caller may know: never which part was wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
+    /// The reason and the user's id (when there is one) are for the audit trail only;
+    /// every answer says the same.
     #[error("incorrect username or password")]
-    Rejected,
+    Rejected(Rejection, Option<String>),
     /// The password workers are saturated; try again shortly.
     #[error("too many sign-ins are being checked")]
     Busy,
     #[error(transparent)]
     Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why a sign-in was refused, for the audit trail (never shown to the client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Empty, or longer than any username or password can be.
+    Malformed,
+    UnknownUser,
+    BadPassword,
+    Disabled,
+    EmailUnverified,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::UnknownUser => "unknown_user",
+            Rejection::BadPassword => "bad_password",
+            Rejection::Disabled => "disabled",
+            Rejection::EmailUnverified => "email_unverified",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -177,6 +203,11 @@ impl Accounts {
         }
     }
 
+    /// Password checks waiting for an argon2 worker.
+    pub fn password_queue(&self) -> usize {
+        self.hasher.queued()
+    }
+
     /// `accounts.require_verified_email`: unverified users cannot sign in.
     pub fn requiring_verified_email(mut self, required: bool) -> Self {
         self.require_verified_email = required;
@@ -192,10 +223,11 @@ impl Accounts {
         password: &SecretString,
     ) -> Result<UserRecord, LoginError> {
         let internal = |e: Box<dyn std::error::Error + Send + Sync>| LoginError::Internal(e);
-        let plausible = !login.is_empty()
-            && login.len() <= 254
-            && validate_password(password.expose_secret()).is_ok();
-        let user = if plausible {
+        // The account is looked up even for a password no account can have, so the
+        // failure is attributed to it (audit trail); it still costs one verification.
+        let named = !login.is_empty() && login.len() <= 254;
+        let plausible = named && validate_password(password.expose_secret()).is_ok();
+        let user = if named {
             self.store
                 .find_user_by_login(login)
                 .await
@@ -216,16 +248,17 @@ impl Accounts {
             Err(PasswordError::Busy) => return Err(LoginError::Busy),
             Err(e) => return Err(internal(Box::new(e))),
         };
+        let rejected = |why, u: &UserRecord| Err(LoginError::Rejected(why, Some(u.id.clone())));
         match user {
-            Some(u)
-                if matches
-                    && plausible
-                    && !u.disabled
-                    && (u.email_verified || !self.require_verified_email) =>
-            {
-                Ok(u)
+            None if !named => Err(LoginError::Rejected(Rejection::Malformed, None)),
+            None => Err(LoginError::Rejected(Rejection::UnknownUser, None)),
+            Some(u) if !plausible => rejected(Rejection::Malformed, &u),
+            Some(u) if !matches => rejected(Rejection::BadPassword, &u),
+            Some(u) if u.disabled => rejected(Rejection::Disabled, &u),
+            Some(u) if !u.email_verified && self.require_verified_email => {
+                rejected(Rejection::EmailUnverified, &u)
             }
-            _ => Err(LoginError::Rejected),
+            Some(u) => Ok(u),
         }
     }
 

@@ -131,6 +131,11 @@ impl PasswordHasher {
     }
 
     /// A new argon2id PHC string with a random salt.
+    /// Verifications and hashes waiting for a worker (a metric).
+    pub fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+
     pub async fn hash(&self, password: &SecretString) -> Result<String, PasswordError> {
         let password = password.clone();
         self.run(move |_| hash_blocking(password.expose_secret().as_bytes()))

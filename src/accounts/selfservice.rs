@@ -349,14 +349,15 @@ impl SelfService {
     }
 
     /// Uses a verification token: the address it was mailed to is now verified.
-    pub async fn verify_email(&self, token: &str) -> Result<(), SelfServiceError> {
+    /// Returns the user's id.
+    pub async fn verify_email(&self, token: &str) -> Result<String, SelfServiceError> {
         if !plausible_token(token) {
             return Err(SelfServiceError::InvalidToken);
         }
         self.store
             .redeem_verification(&hash_opaque(token), unix_now())
             .await?
-            .map(drop)
+            .map(|t| t.user_id)
             .ok_or(SelfServiceError::InvalidToken)
     }
 
@@ -423,13 +424,13 @@ impl SelfService {
     }
 
     /// Sets a new password with a reset token; every session and refresh token of the
-    /// user ends with it.
+    /// user ends with it. Returns the user's id.
     pub async fn confirm_reset(
         &self,
         token: &str,
         password: &SecretString,
         refresh_lifetime: i64,
-    ) -> Result<(), SelfServiceError> {
+    ) -> Result<String, SelfServiceError> {
         if !plausible_token(token) {
             return Err(SelfServiceError::InvalidToken);
         }
@@ -451,7 +452,7 @@ impl SelfService {
         self.store
             .reset_password(&hash, &password_hash, unix_now(), now + refresh_lifetime)
             .await?
-            .map(drop)
+            .map(|_| user.id)
             .ok_or(SelfServiceError::InvalidToken)
     }
 

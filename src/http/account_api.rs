@@ -18,10 +18,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::audit::profile_updated;
 use super::client_auth::{TokenFailure, authenticate_client, no_store};
 use super::error::Unavailable;
 use super::userinfo::bearer_error;
 use crate::accounts::{ProfileEdit, Registration, SelfServiceError};
+use crate::audit::Event;
 use crate::oidc::params::Params;
 use crate::ratelimit::RetryAfter;
 use crate::storage::{UserRecord, unix_now};
@@ -140,18 +142,7 @@ type ApiResult = Result<Response, ApiError>;
 /// A JSON body (`Content-Type: application/json`) into `T`; unknown fields are refused
 /// so a typo or a field that cannot be changed here is not silently ignored.
 fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::BadRequest(
-            "the body must be application/json".into(),
-        ));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    super::json::parse(headers, body).map_err(ApiError::BadRequest)
 }
 
 fn secret(value: String) -> SecretString {
@@ -202,7 +193,10 @@ async fn limited_json<T: DeserializeOwned>(
 
 async fn limit_requests(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
     match state.limits.request(ip, unix_now()).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(reached)) => {
+            super::audit::requests_limit_reached(state, ip, reached);
+            Ok(())
+        }
         Ok(Err(wait)) => Err(ApiError::Limited(wait)),
         Err(e) => Err(ApiError::Internal(Box::new(
             Unavailable::log(&e).into_response(),
@@ -241,6 +235,10 @@ async fn register(
             name: body.name,
         })
         .await?;
+    state.audit(
+        &state.audit_context(ip, &headers),
+        super::audit::registered(registered.user.as_ref(), "api"),
+    );
     let mut response = (
         StatusCode::CREATED,
         Json(json!({
@@ -381,7 +379,12 @@ struct PatchBody {
 }
 
 /// `PATCH /api/v1/account/me`: any of the editable fields; `""` clears one.
-async fn patch_me(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn patch_me(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let user = bearer_user(&state, &headers, Need::Change).await?;
     let body: PatchBody = json_body(&headers, &body)?;
     let edit = ProfileEdit {
@@ -393,6 +396,10 @@ async fn patch_me(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         email: body.email,
     };
     let updated = state.selfservice.update_profile(&user, &edit).await?;
+    state.audit(
+        &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
+        profile_updated(&user, &updated),
+    );
     Ok(profile_response(&updated))
 }
 
@@ -436,13 +443,25 @@ async fn change_password(
     if let Err(SelfServiceError::Invalid(fields)) = &result
         && fields.contains_key("current_password")
     {
-        state
+        let triggered = state
             .limits
             .failed(&user.username, Some(ip), unix_now())
             .await
             .map_err(|e| internal(&e))?;
+        super::audit::login_failed(
+            &state,
+            &state.audit_context(ip, &headers),
+            None,
+            crate::accounts::Rejection::BadPassword,
+            Some(&user.id),
+            triggered,
+        );
     }
     result?;
+    state.audit(
+        &state.audit_context(ip, &headers),
+        Event::success("password.changed").user(&user.id),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -492,7 +511,7 @@ async fn confirm_reset(
     body: Bytes,
 ) -> ApiResult {
     let body: ConfirmBody = limited_json(&state, peer.ip(), &headers, &body).await?;
-    state
+    let user_id = state
         .selfservice
         .confirm_reset(
             &body.token,
@@ -501,6 +520,10 @@ async fn confirm_reset(
         )
         .await?;
     state.sessions_ended();
+    state.audit(
+        &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
+        Event::success("password.reset").user(&user_id),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -517,7 +540,11 @@ async fn verify_email(
     body: Bytes,
 ) -> ApiResult {
     let body: TokenBody = limited_json(&state, peer.ip(), &headers, &body).await?;
-    state.selfservice.verify_email(&body.token).await?;
+    let user_id = state.selfservice.verify_email(&body.token).await?;
+    state.audit(
+        &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
+        Event::success("email.verified").user(&user_id),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -557,6 +584,7 @@ async fn list_sessions(State(state): State<AppState>, headers: HeaderMap) -> Api
 /// revokes the refresh tokens that live with it).
 async fn end_one_session(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
@@ -581,12 +609,23 @@ async fn end_one_session(
         .await
         .map_err(|e| internal(&e))?;
     state.sessions_ended();
+    state.audit(
+        &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
+        Event::success("logout")
+            .user(&user.id)
+            .detail("sessions", "one")
+            .detail("via", "api"),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /api/v1/account/sessions`: signs the user out everywhere; every refresh
 /// token of the user is revoked too, `offline_access` ones included.
-async fn end_all_sessions(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+async fn end_all_sessions(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> ApiResult {
     let (user, _) = bearer_caller(&state, &headers, Need::Change).await?;
     let now = unix_now();
     state
@@ -595,5 +634,12 @@ async fn end_all_sessions(State(state): State<AppState>, headers: HeaderMap) -> 
         .await
         .map_err(|e| internal(&e))?;
     state.sessions_ended();
+    state.audit(
+        &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
+        Event::success("logout")
+            .user(&user.id)
+            .detail("sessions", "all")
+            .detail("via", "api"),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }

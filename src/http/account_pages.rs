@@ -116,7 +116,10 @@ async fn limited(
     rerender: impl FnOnce(String) -> Response,
 ) -> Result<(), Response> {
     match state.limits.request(ip, unix_now()).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(reached)) => {
+            super::audit::requests_limit_reached(state, ip, reached);
+            Ok(())
+        }
         Ok(Err(wait)) => {
             let minutes = wait.seconds().div_ceil(60);
             let mut response = rerender(format!(
@@ -287,6 +290,10 @@ async fn register_submit(
         Err(SelfServiceError::Busy) => return busy(&state),
         Err(e) => return Unavailable::log(&e).into_response(),
     };
+    state.audit(
+        &state.audit_context(ip, &headers),
+        super::audit::registered(registered.user.as_ref(), "page"),
+    );
     let check_mail = format!(
         "We sent a link to {}. Open it to verify your address, then sign in.",
         registered.email
@@ -467,8 +474,12 @@ async fn reset_submit(
         .confirm_reset(&token, &password, state.refresh_lifetime())
         .await
     {
-        Ok(()) => {
+        Ok(user_id) => {
             state.sessions_ended();
+            state.audit(
+                &state.audit_context(ip, &headers),
+                crate::audit::Event::success("password.reset").user(&user_id),
+            );
             // Every session ended with the reset, this browser's too.
             let jar =
                 jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
@@ -528,11 +539,17 @@ async fn verify_page(
         .verify_email(q.token.as_deref().unwrap_or_default())
         .await
     {
-        Ok(()) => message(
-            &state,
-            "Your e-mail address is verified",
-            "Thank you. You can close this page.",
-        ),
+        Ok(user_id) => {
+            state.audit(
+                &state.audit_context(ip, &headers),
+                crate::audit::Event::success("email.verified").user(&user_id),
+            );
+            message(
+                &state,
+                "Your e-mail address is verified",
+                "Thank you. You can close this page.",
+            )
+        }
         Err(SelfServiceError::InvalidToken) => bad_link(&state),
         Err(e) => Unavailable::log(&e).into_response(),
     }
@@ -678,9 +695,10 @@ async fn account_submit(
         return expired_form(&state);
     };
     let ip = state.client_ip(peer.ip(), &headers);
+    let audit = state.audit_context(ip, &headers);
     let page = match form.get("action") {
-        Some("profile") => save_profile(&state, &user, &form).await,
-        Some("password") => change_password(&state, &user, &form, ip).await,
+        Some("profile") => save_profile(&state, &user, &form, &audit).await,
+        Some("password") => change_password(&state, &user, &form, ip, &audit).await,
         Some("verification") => resend(&state, &user, ip).await,
         _ => Err(Box::new(pages::error_page(
             &state,
@@ -697,7 +715,12 @@ async fn account_submit(
 
 type Outcome = Result<(UserRecord, AccountPage), Box<Response>>;
 
-async fn save_profile(state: &AppState, user: &UserRecord, form: &Params) -> Outcome {
+async fn save_profile(
+    state: &AppState,
+    user: &UserRecord,
+    form: &Params,
+    audit: &crate::audit::Context,
+) -> Outcome {
     let edit = ProfileEdit {
         name: Some(field(form, "name")),
         given_name: Some(field(form, "given_name")),
@@ -729,6 +752,7 @@ async fn save_profile(state: &AppState, user: &UserRecord, form: &Params) -> Out
     };
     match state.selfservice.update_profile(user, &edit).await {
         Ok(updated) => {
+            state.audit(audit, super::audit::profile_updated(user, &updated));
             let mut page = AccountPage::of(&updated);
             page.notice = Some(if updated.email != user.email {
                 format!(
@@ -756,6 +780,7 @@ async fn change_password(
     user: &UserRecord,
     form: &Params,
     ip: IpAddr,
+    audit: &crate::audit::Context,
 ) -> Outcome {
     let mut page = AccountPage::of(user);
     match state
@@ -783,17 +808,30 @@ async fn change_password(
         .await
     {
         Ok(()) => {
+            state.audit(
+                audit,
+                crate::audit::Event::success("password.changed").user(&user.id),
+            );
             page.notice = Some("Password changed.".into());
             Ok((user.clone(), page))
         }
         Err(SelfServiceError::Invalid(errors)) => {
-            if errors.contains_key("current_password")
-                && let Err(e) = state
+            if errors.contains_key("current_password") {
+                match state
                     .limits
                     .failed(&user.username, Some(ip), unix_now())
                     .await
-            {
-                return Err(Box::new(Unavailable::log(&e).into_response()));
+                {
+                    Ok(triggered) => super::audit::login_failed(
+                        state,
+                        audit,
+                        None,
+                        crate::accounts::Rejection::BadPassword,
+                        Some(&user.id),
+                        triggered,
+                    ),
+                    Err(e) => return Err(Box::new(Unavailable::log(&e).into_response())),
+                }
             }
             page.errors = errors;
             page.status = StatusCode::BAD_REQUEST;
@@ -808,7 +846,7 @@ async fn change_password(
 async fn resend(state: &AppState, user: &UserRecord, ip: IpAddr) -> Outcome {
     let mut page = AccountPage::of(user);
     match state.limits.request(ip, unix_now()).await {
-        Ok(Ok(())) => {}
+        Ok(Ok(reached)) => super::audit::requests_limit_reached(state, ip, reached),
         Ok(Err(wait)) => {
             page.error = Some(format!(
                 "Too many requests. Try again in {} minute(s).",
@@ -903,6 +941,7 @@ async fn sessions_page(State(state): State<AppState>, jar: CookieJar) -> Respons
 /// refresh token of the user).
 async fn sessions_submit(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
     headers: HeaderMap,
     body: Bytes,
@@ -916,6 +955,13 @@ async fn sessions_submit(
     };
     let now = unix_now();
     let revoke_until = now + state.refresh_lifetime();
+    let audit = state.audit_context(state.client_ip(peer.ip(), &headers), &headers);
+    let logout_event = |which: &str| {
+        crate::audit::Event::success("logout")
+            .user(&user.id)
+            .detail("sessions", which)
+            .detail("via", "page")
+    };
     let signed_out = |state: &AppState, jar: CookieJar, text: &str| {
         let jar = jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
         (jar, message(state, "You are signed out", text)).into_response()
@@ -929,6 +975,7 @@ async fn sessions_submit(
             return Unavailable::log(&e).into_response();
         }
         state.sessions_ended();
+        state.audit(&audit, logout_event("all"));
         return signed_out(
             &state,
             jar,
@@ -947,8 +994,11 @@ async fn sessions_submit(
         Ok(list) => list.iter().any(|s| s.sid == sid),
         Err(e) => return Unavailable::log(&e).into_response(),
     };
-    if owned && let Err(e) = state.store.end_session(sid, now, revoke_until).await {
-        return Unavailable::log(&e).into_response();
+    if owned {
+        if let Err(e) = state.store.end_session(sid, now, revoke_until).await {
+            return Unavailable::log(&e).into_response();
+        }
+        state.audit(&audit, logout_event("one"));
     }
     state.sessions_ended();
     if sid == session.sid {

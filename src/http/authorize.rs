@@ -68,6 +68,7 @@ pub fn client_view(client: &ClientRecord) -> ClientView<'_> {
         public: client.token_endpoint_auth_method == "none",
         redirect_uris: &client.redirect_uris,
         extra_scopes: &client.scopes,
+        first_party: client.first_party,
         allows_code: client
             .grant_types
             .iter()

@@ -61,6 +61,17 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let m = &state.metrics;
+    m.argon2_queue.set(state.accounts.password_queue() as i64);
+    let (open, idle) = state.store.pool_use();
+    m.db_connections.set(i64::from(open));
+    m.db_idle_connections.set(idle as i64);
+    if let Some(since) = state.keys.current().active_since() {
+        m.signing_key_age
+            .set((crate::storage::unix_now() - since).max(0));
+    }
+    m.audit_queue.set(state.audit.queued() as i64);
+    m.audit_dropped.set(state.audit.dropped() as i64);
     (
         [
             (

@@ -168,17 +168,29 @@ async fn login_submit(
         return response;
     }
     let password = SecretString::from(form.get("password").unwrap_or_default().to_string());
+    let audit = state.audit_context(ip, &headers);
+    let client_id = request.as_ref().map(|r| r.client_id.as_str());
     let user = match state.accounts.authenticate(&username, &password).await {
         Ok(user) => {
             if let Err(e) = state.limits.succeeded(&username).await {
                 return Unavailable::log(&e).into_response();
             }
+            super::audit::login_succeeded(&state, &audit, &user.id, client_id);
             user
         }
-        Err(crate::accounts::LoginError::Rejected) => {
-            if let Err(e) = state.limits.failed(&username, Some(ip), unix_now()).await {
-                return Unavailable::log(&e).into_response();
-            }
+        Err(crate::accounts::LoginError::Rejected(reason, user_id)) => {
+            let triggered = match state.limits.failed(&username, Some(ip), unix_now()).await {
+                Ok(t) => t,
+                Err(e) => return Unavailable::log(&e).into_response(),
+            };
+            super::audit::login_failed(
+                &state,
+                &audit,
+                client_id,
+                reason,
+                user_id.as_deref(),
+                triggered,
+            );
             return login_form(
                 &state,
                 jar,
@@ -272,6 +284,7 @@ async fn consent_page(
 
 async fn consent_submit(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
     headers: HeaderMap,
     body: Bytes,
@@ -301,6 +314,13 @@ async fn consent_submit(
         Ok(None) => return Redirect::to(&format!("/login?req={req}")).into_response(),
         Err(response) => return *response,
     };
+    let audit = state.audit_context(state.client_ip(peer.ip(), &headers), &headers);
+    let consent_event = |event: crate::audit::Event| {
+        event
+            .user(&session.user_id)
+            .client(&request.client_id)
+            .detail("scope", canonical_scope(&request.scopes))
+    };
     match form.get("decision") {
         Some("allow") => {
             let scope = canonical_scope(&request.scopes);
@@ -311,9 +331,17 @@ async fn consent_submit(
             {
                 return Unavailable::log(&e).into_response();
             }
+            state.audit(
+                &audit,
+                consent_event(crate::audit::Event::success("consent.granted")),
+            );
             issue(&state, &request, Some(&req), &session).await
         }
         Some("deny") => {
+            state.audit(
+                &audit,
+                consent_event(crate::audit::Event::failure("consent.denied")),
+            );
             // RFC 6749 §4.1.2.1: the resource owner denied the request.
             let e = Error::new(ErrorCode::AccessDenied, "the user denied the request");
             finish(&state, &request, Some(&req), Err(&e)).await

@@ -4,11 +4,12 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::cookie::{Cookie, CookieJar};
+use std::net::SocketAddr;
 
 use super::AppState;
 use super::authorize::{current_session, is_form};
@@ -26,17 +27,21 @@ pub fn router() -> Router<AppState> {
 
 async fn logout_get(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
-    logout(state, jar, params).await
+    let audit = state.audit_context(state.client_ip(peer.ip(), &headers), &headers);
+    logout(state, jar, params, audit).await
 }
 
 /// §2: the parameters may also be form-encoded in a POST. The confirmation form posts
 /// here too, with `decision=logout` and its CSRF token.
 async fn logout_post(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     jar: CookieJar,
     headers: HeaderMap,
     body: Bytes,
@@ -46,7 +51,8 @@ async fn logout_post(
     } else {
         Params::default()
     };
-    logout(state, jar, params).await
+    let audit = state.audit_context(state.client_ip(peer.ip(), &headers), &headers);
+    logout(state, jar, params, audit).await
 }
 
 fn refused(state: &AppState, error: &LogoutError) -> Response {
@@ -77,7 +83,12 @@ fn confirm_purpose(session: &SessionRecord) -> String {
     format!("logout:{}", session.sid)
 }
 
-async fn logout(state: AppState, jar: CookieJar, params: Params) -> Response {
+async fn logout(
+    state: AppState,
+    jar: CookieJar,
+    params: Params,
+    audit: crate::audit::Context,
+) -> Response {
     let request = match LogoutParams::parse(&params) {
         Ok(r) => r,
         Err(e) => return refused(&state, &e),
@@ -130,15 +141,31 @@ async fn logout(state: AppState, jar: CookieJar, params: Params) -> Response {
     };
     let now = unix_now();
     let revoke_until = now + state.refresh_lifetime();
+    let ended = |user: &str, sid: &str| {
+        let mut event = crate::audit::Event::success("logout")
+            .user(user)
+            .detail("sessions", "one")
+            .detail("via", "end_session_endpoint")
+            .detail("sid", sid);
+        if let Some(client) = &client_id {
+            event = event.client(client);
+        }
+        state.audit(&audit, event);
+    };
     let Some(session) = session else {
         // No session in this browser. A hint still names the session its ID token came
         // from (a first-party frontend's password-grant sign-in has no oxidp cookie at
         // all): the RP that holds that ID token may end it. A replayed confirmation form
         // carries no hint and ends nothing.
-        if let Some(sid) = hint.as_ref().and_then(|h| h.sid.as_deref())
-            && let Err(e) = state.store.end_session(sid, now, revoke_until).await
+        if let Some(hint) = &hint
+            && let Some(sid) = hint.sid.as_deref()
         {
-            return Unavailable::log(&e).into_response();
+            match state.store.end_session(sid, now, revoke_until).await {
+                Ok(true) => ended(&hint.sub, sid),
+                // Already ended (a replayed hint): nothing happened, nothing to record.
+                Ok(false) => {}
+                Err(e) => return Unavailable::log(&e).into_response(),
+            }
         }
         state.sessions_ended();
         return finish(jar);
@@ -174,6 +201,7 @@ async fn logout(state: AppState, jar: CookieJar, params: Params) -> Response {
     {
         return Unavailable::log(&e).into_response();
     }
+    ended(&session.user_id, &session.sid);
     state.sessions_ended();
     finish(jar)
 }

@@ -4,12 +4,15 @@
 mod access_token;
 mod account_api;
 mod account_pages;
+mod admin;
+mod audit;
 mod authorize;
 mod client_auth;
 mod discovery;
 pub mod error;
 mod health;
 mod introspect;
+mod json;
 mod login;
 mod logout;
 pub mod metrics;
@@ -62,6 +65,8 @@ pub struct AppState {
     pub logout_wake: Arc<tokio::sync::Notify>,
     /// `server.trusted_proxies`, parsed once.
     pub trusted_proxies: Arc<Vec<crate::ratelimit::client_ip::Block>>,
+    /// The audit trail's queue.
+    pub audit: crate::audit::Audit,
 }
 
 impl AppState {
@@ -74,6 +79,21 @@ impl AppState {
     /// Sessions ended: their back-channel logouts are queued; send them now.
     pub fn sessions_ended(&self) {
         self.logout_wake.notify_one();
+    }
+
+    /// Queues an audit event with the request's context.
+    pub fn audit(&self, context: &crate::audit::Context, event: crate::audit::Event) {
+        self.audit.record(context, event);
+    }
+
+    /// The audit context of a request: end-user IP, user agent, request id.
+    pub fn audit_context(
+        &self,
+        ip: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> crate::audit::Context {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        crate::audit::Context::new(Some(ip), header("user-agent"), header("x-request-id"))
     }
 
     /// The client's address: the peer, or behind trusted proxies the forwarded one.
@@ -118,7 +138,8 @@ fn api_cors(config: &Config) -> CorsLayer {
 pub fn app(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let cors = api_cors(&state.config);
-    Router::new()
+    let https = state.config.server.issuer.starts_with("https://");
+    let router = Router::new()
         .merge(discovery::router())
         .merge(health::router())
         .merge(authorize::router())
@@ -131,6 +152,7 @@ pub fn app(state: AppState) -> Router {
                 .merge(userinfo::router())
                 .merge(introspect::router())
                 .merge(account_api::router())
+                .merge(admin::router())
                 .layer(cors),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -175,5 +197,15 @@ pub fn app(state: AppState) -> Router {
                     )
                 }),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    if https {
+        // RFC 6797: browsers keep to https for a year. Not for http issuers, which are
+        // loopback development setups.
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
+    } else {
+        router
+    }
 }

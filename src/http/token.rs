@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::AppState;
 use super::authorize::is_form;
 use super::client_auth::{TokenFailure, authenticate_client, internal, no_store};
+use crate::audit::{Context, Event};
 use crate::oidc::claims::{OFFLINE_ACCESS, OPENID, UserClaims};
 use crate::oidc::params::Params;
 use crate::oidc::pkce;
@@ -33,7 +34,8 @@ async fn token(
     body: Bytes,
 ) -> Response {
     let peer = state.client_ip(peer.ip(), &headers);
-    match handle(&state, peer, &headers, &body).await {
+    let audit = state.audit_context(peer, &headers);
+    match handle(&state, peer, &headers, &body, &audit).await {
         Ok(body) => {
             let mut response = (StatusCode::OK, Json(body)).into_response();
             no_store(response.headers_mut());
@@ -48,6 +50,7 @@ async fn handle(
     peer: IpAddr,
     headers: &HeaderMap,
     body: &[u8],
+    audit: &Context,
 ) -> Result<Value, TokenFailure> {
     // RFC 6749 §3.2: parameters are form-encoded in the body.
     if !is_form(headers) {
@@ -71,14 +74,53 @@ async fn handle(
         )
         .into());
     }
-    match grant {
-        GrantType::AuthorizationCode => authorization_code(state, &client, &params).await,
-        GrantType::RefreshToken => refresh_token(state, &client, &params).await,
-        GrantType::ClientCredentials => client_credentials(state, &client, &params).await,
-        GrantType::Password => {
-            let ip = end_user_ip(state, peer, headers);
+    // At the password grant the trail records the end user's IP (asserted by the
+    // first-party client), not its server's.
+    let end_user = (grant == GrantType::Password).then(|| end_user_ip(state, peer, headers));
+    let audit = &match end_user {
+        Some(ip) => Context {
+            ip: Some(ip.to_string()),
+            ..audit.clone()
+        },
+        None => audit.clone(),
+    };
+    let issued = match (grant, end_user) {
+        (GrantType::Password, Some(ip)) => {
             let origin = super::pages::session_origin(headers, ip);
-            password(state, &client, &params, ip, &origin).await
+            password(state, &client, &params, ip, &origin, audit).await
+        }
+        (GrantType::AuthorizationCode, _) => {
+            authorization_code(state, &client, &params, audit).await
+        }
+        (GrantType::RefreshToken, _) => refresh_token(state, &client, &params, audit).await,
+        _ => client_credentials(state, &client, &params).await,
+    }?;
+    state.metrics.token_issued(grant.as_str());
+    let mut event = Event::success("token.issued")
+        .client(&client.id)
+        .detail("grant_type", grant.as_str());
+    if let Some(scope) = issued.body.get("scope").and_then(Value::as_str) {
+        event = event.detail("scope", scope);
+    }
+    event = match &issued.user {
+        Some(sub) => event.actor(format!("client:{}", client.id)).subject(sub),
+        None => event.actor(format!("client:{}", client.id)),
+    };
+    state.audit(audit, event);
+    Ok(issued.body)
+}
+
+/// A token response and the user it was issued for (none for client credentials).
+struct Issued {
+    body: Value,
+    user: Option<String>,
+}
+
+impl Issued {
+    fn for_user(body: Value, user: &str) -> Self {
+        Self {
+            body,
+            user: Some(user.to_string()),
         }
     }
 }
@@ -88,7 +130,8 @@ async fn authorization_code(
     state: &AppState,
     client: &ClientRecord,
     params: &Params,
-) -> Result<Value, TokenFailure> {
+    audit: &Context,
+) -> Result<Issued, TokenFailure> {
     let code = params
         .get("code")
         .ok_or_else(|| Error::invalid_request("code is missing"))?;
@@ -110,6 +153,7 @@ async fn authorization_code(
     if found.used {
         // RFC 6749 §4.1.2: a code used twice revokes what it issued.
         revoke_grant(state, found.first_grant.as_deref(), now).await?;
+        code_replayed(state, audit, client, &found.user_id);
         return Err(bad_code());
     }
     if found.expires_at <= now {
@@ -158,6 +202,7 @@ async fn authorization_code(
         Redemption::Fresh => {}
         Redemption::Replayed { first_grant } => {
             revoke_grant(state, first_grant.as_deref(), now).await?;
+            code_replayed(state, audit, client, &user.id);
             return Err(bad_code());
         }
         Redemption::Unknown => return Err(bad_code()),
@@ -187,7 +232,7 @@ async fn authorization_code(
         amr: PASSWORD_AMR,
         now,
     };
-    mint(
+    let body = mint(
         state,
         &token_grant,
         &user,
@@ -195,7 +240,19 @@ async fn authorization_code(
         &grant.claims.id_token,
         &grant.claims.userinfo,
         refresh,
-    )
+    )?;
+    Ok(Issued::for_user(body, &user.id))
+}
+
+fn code_replayed(state: &AppState, audit: &Context, client: &ClientRecord, user_id: &str) {
+    state.audit(
+        audit,
+        Event::failure("token.code_replay")
+            .actor(format!("client:{}", client.id))
+            .subject(user_id)
+            .client(&client.id)
+            .detail("revoked", "the grant the code issued"),
+    );
 }
 
 /// Every sign-in is by password today (OIDC Core §2 `amr`, RFC 8176 `pwd`).
@@ -225,7 +282,8 @@ async fn password(
     params: &Params,
     ip: IpAddr,
     origin: &crate::storage::SessionOrigin,
-) -> Result<Value, TokenFailure> {
+    audit: &Context,
+) -> Result<Issued, TokenFailure> {
     if !client.first_party {
         return Err(Error::new(
             ErrorCode::UnauthorizedClient,
@@ -237,7 +295,7 @@ async fn password(
         return Err(Error::invalid_request("username and password are required").into());
     };
     let requested = params.get("scope").unwrap_or(OPENID);
-    let scopes = crate::oidc::claims::filter_scopes(requested, &client.scopes);
+    let scopes = crate::oidc::claims::filter_scopes(requested, &client.scopes, client.first_party);
     if scopes.is_empty() {
         return Err(Error::new(ErrorCode::InvalidScope, "no supported scope was requested").into());
     }
@@ -256,15 +314,24 @@ async fn password(
                 .succeeded(username)
                 .await
                 .map_err(|e| internal(&e))?;
+            super::audit::login_succeeded(state, audit, &user.id, Some(&client.id));
             user
         }
         // RFC 6749 §5.2: wrong credentials are invalid_grant; one message for every cause.
-        Err(crate::accounts::LoginError::Rejected) => {
-            state
+        Err(crate::accounts::LoginError::Rejected(reason, user_id)) => {
+            let triggered = state
                 .limits
                 .failed(username, Some(ip), unix_now())
                 .await
                 .map_err(|e| internal(&e))?;
+            super::audit::login_failed(
+                state,
+                audit,
+                Some(&client.id),
+                reason,
+                user_id.as_deref(),
+                triggered,
+            );
             return Err(Error::invalid_grant("incorrect username or password").into());
         }
         Err(crate::accounts::LoginError::Busy) => return Err(TokenFailure::Busy),
@@ -309,7 +376,8 @@ async fn password(
         amr: PASSWORD_AMR,
         now,
     };
-    mint(state, &token_grant, &user, None, &[], &[], refresh)
+    let body = mint(state, &token_grant, &user, None, &[], &[], refresh)?;
+    Ok(Issued::for_user(body, &user.id))
 }
 
 /// Starts a refresh family for a client with the `refresh_token` grant. Without
@@ -386,7 +454,8 @@ async fn refresh_token(
     state: &AppState,
     client: &ClientRecord,
     params: &Params,
-) -> Result<Value, TokenFailure> {
+    audit: &Context,
+) -> Result<Issued, TokenFailure> {
     let presented = params
         .get("refresh_token")
         .ok_or_else(|| Error::invalid_request("refresh_token is missing"))?;
@@ -423,6 +492,15 @@ async fn refresh_token(
         } => (token, family_id, user_id, grant),
         RefreshOutcome::Invalid(reason) => {
             tracing::info!(client_id = %client.id, reason, "refresh refused");
+            if reason == crate::sessions::REUSED {
+                state.audit(
+                    audit,
+                    Event::failure("token.refresh_reuse")
+                        .actor(format!("client:{}", client.id))
+                        .client(&client.id)
+                        .detail("revoked", "the refresh token family"),
+                );
+            }
             return Err(bad());
         }
         RefreshOutcome::ScopeExceeded => {
@@ -453,7 +531,7 @@ async fn refresh_token(
         now,
     };
     // OIDC Core §12.2: same sub, aud, auth_time, sid; no nonce.
-    mint(
+    let body = mint(
         state,
         &token_grant,
         &user,
@@ -461,7 +539,8 @@ async fn refresh_token(
         &grant.claims.id_token,
         &grant.claims.userinfo,
         Some(token),
-    )
+    )?;
+    Ok(Issued::for_user(body, &user.id))
 }
 
 /// RFC 6749 §4.4: a confidential client acting for itself. Scopes come from the
@@ -470,7 +549,7 @@ async fn client_credentials(
     state: &AppState,
     client: &ClientRecord,
     params: &Params,
-) -> Result<Value, TokenFailure> {
+) -> Result<Issued, TokenFailure> {
     if client.secret_hash.is_none() {
         return Err(Error::new(
             ErrorCode::UnauthorizedClient,
@@ -479,11 +558,20 @@ async fn client_credentials(
         .into());
     }
     let scopes: Vec<String> = match params.get("scope") {
-        None => client.scopes.clone(),
+        None => client
+            .scopes
+            .iter()
+            .filter(|s| *s != crate::oidc::claims::ADMIN_SCOPE)
+            .cloned()
+            .collect(),
         Some(requested) => {
             let mut out: Vec<String> = Vec::new();
             for scope in requested.split(' ').filter(|s| !s.is_empty()) {
-                if !client.scopes.iter().any(|s| s == scope) {
+                // A client's own token never administers oxidp (the admin API is for
+                // users with the admin role), even if a stored list names the scope.
+                if scope == crate::oidc::claims::ADMIN_SCOPE
+                    || !client.scopes.iter().any(|s| s == scope)
+                {
                     return Err(Error::new(
                         ErrorCode::InvalidScope,
                         "a requested scope is not allowed for this client",
@@ -532,7 +620,7 @@ async fn client_credentials(
     if !scopes.is_empty() {
         body["scope"] = json!(scopes.join(" "));
     }
-    Ok(body)
+    Ok(Issued { body, user: None })
 }
 
 /// RFC 8707 §2: an absolute URI without a fragment.

@@ -92,6 +92,16 @@ pub struct KeySet {
     records: Vec<KeyRecord>,
 }
 
+impl KeySet {
+    /// When the active key started signing (Unix seconds), for the key-age metric.
+    pub fn active_since(&self) -> Option<i64> {
+        self.records
+            .iter()
+            .find(|r| r.kid == self.active.kid)
+            .map(|r| r.activated_at)
+    }
+}
+
 /// Why a JWT was not accepted. Deliberately coarse: callers answer `invalid_token`.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {

@@ -45,6 +45,7 @@ pub struct ClientView<'a> {
     pub public: bool,
     pub redirect_uris: &'a [String],
     pub extra_scopes: &'a [String],
+    pub first_party: bool,
     pub allows_code: bool,
 }
 
@@ -206,7 +207,11 @@ pub fn validate(
             ));
         }
     };
-    let scopes = filter_scopes(params.get("scope").unwrap_or_default(), client.extra_scopes);
+    let scopes = filter_scopes(
+        params.get("scope").unwrap_or_default(),
+        client.extra_scopes,
+        client.first_party,
+    );
     if scopes.is_empty() {
         return Err(Error::new(
             ErrorCode::InvalidScope,
@@ -347,6 +352,7 @@ mod tests {
             public,
             redirect_uris: uris,
             extra_scopes: &[],
+            first_party: false,
             allows_code: true,
         }
     }

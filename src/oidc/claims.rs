@@ -66,17 +66,26 @@ pub const USER_CLAIMS: [&str; 10] = [
 /// Keeps the scopes oxidp supports (standard ones plus the client's extra scopes), in
 /// request order, once each; unknown scopes are dropped, not fatal (RFC 6749 §3.3
 /// lets the server grant less than asked).
-pub fn filter_scopes(requested: &str, client_extra: &[String]) -> Vec<String> {
+pub fn filter_scopes(requested: &str, client_extra: &[String], first_party: bool) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for scope in requested.split(' ').filter(|s| !s.is_empty()) {
-        let known = STANDARD_SCOPES.iter().any(|(name, _)| *name == scope)
-            || client_extra.iter().any(|s| s == scope);
+        // The admin API's scope goes only to first-party clients, whatever a client's
+        // own list says (the API also requires the user's `admin` role).
+        let known = if scope == ADMIN_SCOPE {
+            first_party
+        } else {
+            STANDARD_SCOPES.iter().any(|(name, _)| *name == scope)
+                || client_extra.iter().any(|s| s == scope)
+        };
         if known && !out.iter().any(|s| s == scope) {
             out.push(scope.to_string());
         }
     }
     out
 }
+
+/// The scope an access token needs at `/api/v1/admin/*` (with the user's role `admin`).
+pub const ADMIN_SCOPE: &str = "oxidp:admin";
 
 /// A scope set in a canonical form, for remembering consent.
 pub fn canonical_scope(scopes: &[String]) -> String {
@@ -186,12 +195,25 @@ mod tests {
 
     #[test]
     fn unknown_scopes_are_dropped_and_duplicates_folded() {
-        let extra = vec!["oxidp:admin".to_string()];
+        let extra = vec!["api:read".to_string()];
         assert_eq!(
-            filter_scopes("openid  email bogus openid oxidp:admin", &extra),
-            vec!["openid", "email", "oxidp:admin"]
+            filter_scopes("openid  email bogus openid api:read", &extra, false),
+            vec!["openid", "email", "api:read"]
         );
-        assert_eq!(filter_scopes("oxidp:admin", &[]), Vec::<String>::new());
+        assert_eq!(filter_scopes("api:read", &[], false), Vec::<String>::new());
+    }
+
+    #[test]
+    fn only_first_party_clients_get_the_admin_scope() {
+        let listed = vec!["oxidp:admin".to_string()];
+        assert_eq!(
+            filter_scopes("openid oxidp:admin", &listed, false),
+            vec!["openid"]
+        );
+        assert_eq!(
+            filter_scopes("openid oxidp:admin", &[], true),
+            vec!["openid", "oxidp:admin"]
+        );
         assert_eq!(
             canonical_scope(&["profile".into(), "email".into(), "openid".into()]),
             "email openid profile"

@@ -158,6 +158,15 @@ pub fn check_client(c: &ClientMetadata<'_>) -> Result<Vec<GrantType>, RuleError>
                 "a scope token: printable ASCII without spaces, '\"' or '\\'",
             ));
         }
+        // The admin scope is for a user's token from a first-party client (granted by
+        // that rule alone); listed here it would reach client-credentials tokens.
+        if scope == super::claims::ADMIN_SCOPE {
+            return Err(rule(
+                format!("scopes[{i}]"),
+                scope,
+                "any scope but oxidp:admin (first-party clients get it for their users without listing it)",
+            ));
+        }
     }
     Ok(grants)
 }

@@ -163,12 +163,11 @@ impl MemoryLimits {
 
     /// Counts a sign-up, reset or verification request; refused while the IP is over
     /// its limit (the request that reaches the limit still passes).
-    pub fn request(&self, ip: IpAddr, now: i64) -> Result<(), RetryAfter> {
+    pub fn request(&self, ip: IpAddr, now: i64) -> Result<Option<i64>, RetryAfter> {
         if let Some(wait) = self.requests.blocked(&ip, now) {
             return Err(RetryAfter(Duration::from_secs(wait as u64)));
         }
-        self.requests.fail(&ip, now);
-        Ok(())
+        Ok(self.requests.fail(&ip, now))
     }
 
     fn user_key(username: &str) -> String {
@@ -186,10 +185,10 @@ impl MemoryLimits {
     }
 
     /// After a wrong password (or unknown user: the same thing to the counters).
-    pub fn failed(&self, username: &str, ip: Option<IpAddr>, now: i64) {
-        self.per_user.fail(&Self::user_key(username), now);
-        if let Some(ip) = ip {
-            self.per_ip.fail(&ip, now);
+    pub fn failed(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Triggered {
+        Triggered {
+            user: self.per_user.fail(&Self::user_key(username), now),
+            ip: ip.and_then(|ip| self.per_ip.fail(&ip, now)),
         }
     }
 
@@ -203,6 +202,14 @@ impl MemoryLimits {
     pub fn keys(&self) -> (usize, usize) {
         (self.per_user.len(), self.per_ip.len())
     }
+}
+
+/// The blocks (in seconds) that one failure started, if it reached a limit: the moment
+/// worth an audit event, rather than every refusal that follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Triggered {
+    pub user: Option<i64>,
+    pub ip: Option<i64>,
 }
 
 /// Lockout length after `strikes` hits of the limit in a row: the rest of the window the
@@ -239,10 +246,10 @@ impl DatabaseLimits {
         limit: i64,
         lockout: bool,
         now: i64,
-    ) -> Result<(), crate::storage::StoreError> {
+    ) -> Result<Option<i64>, crate::storage::StoreError> {
         let count = self.store.count_failure(key, now, WINDOW_SECONDS).await?;
         if count.failures < limit {
-            return Ok(());
+            return Ok(None);
         }
         if let Some(strikes) = self.store.start_block(key, limit, now).await? {
             let left = WINDOW_SECONDS - (now - count.window_start);
@@ -252,8 +259,9 @@ impl DatabaseLimits {
                 left.max(1)
             };
             self.store.set_block(key, now + wait).await?;
+            return Ok(Some(wait));
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -302,11 +310,13 @@ impl Limits {
 
     /// A sign-up, password-reset or verification request from `ip`: counted, and refused
     /// once the IP is over `ratelimit.requests_per_minute_per_ip`.
+    /// Counts a request; refused while the IP is blocked. `Ok(Some(seconds))`: this
+    /// request was the last allowed, and the block of that length starts now.
     pub async fn request(
         &self,
         ip: IpAddr,
         now: i64,
-    ) -> Result<Result<(), RetryAfter>, LimitError> {
+    ) -> Result<Result<Option<i64>, RetryAfter>, LimitError> {
         let key = request_key(ip);
         match self {
             Self::Memory(m) => Ok(m.request(ip, now)),
@@ -314,15 +324,13 @@ impl Limits {
                 if let Some(wait) = d.blocked(&key, now).await? {
                     return Ok(Err(RetryAfter(Duration::from_secs(wait as u64))));
                 }
-                d.fail(&key, d.per_request, false, now).await?;
-                Ok(Ok(()))
+                Ok(Ok(d.fail(&key, d.per_request, false, now).await?))
             }
             Self::Redis(r) => {
                 if let Some(wait) = r.blocked(&key).await? {
                     return Ok(Err(wait));
                 }
-                r.fail(&key, r.per_request, false).await?;
-                Ok(Ok(()))
+                Ok(Ok(r.fail(&key, r.per_request, false).await?))
             }
         }
     }
@@ -361,30 +369,30 @@ impl Limits {
         }
     }
 
+    /// Counts a failed password; says which limits this failure just reached.
     pub async fn failed(
         &self,
         username: &str,
         ip: Option<IpAddr>,
         now: i64,
-    ) -> Result<(), LimitError> {
+    ) -> Result<Triggered, LimitError> {
         match self {
-            Self::Memory(m) => {
-                m.failed(username, ip, now);
-                Ok(())
-            }
+            Self::Memory(m) => Ok(m.failed(username, ip, now)),
             Self::Database(d) => {
-                d.fail(&user_key(username), d.per_user, true, now).await?;
-                if let Some(ip) = ip {
-                    d.fail(&ip_key(ip), d.per_ip, false, now).await?;
-                }
-                Ok(())
+                let user = d.fail(&user_key(username), d.per_user, true, now).await?;
+                let ip = match ip {
+                    Some(ip) => d.fail(&ip_key(ip), d.per_ip, false, now).await?,
+                    None => None,
+                };
+                Ok(Triggered { user, ip })
             }
             Self::Redis(r) => {
-                r.fail(&user_key(username), r.per_user, true).await?;
-                if let Some(ip) = ip {
-                    r.fail(&ip_key(ip), r.per_ip, false).await?;
-                }
-                Ok(())
+                let user = r.fail(&user_key(username), r.per_user, true).await?;
+                let ip = match ip {
+                    Some(ip) => r.fail(&ip_key(ip), r.per_ip, false).await?,
+                    None => None,
+                };
+                Ok(Triggered { user, ip })
             }
         }
     }

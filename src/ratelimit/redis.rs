@@ -78,9 +78,14 @@ impl RedisLimits {
 
     /// Counts one event for `key`; reaching `limit` blocks it (with the exponential
     /// lockout when `lockout`).
-    pub async fn fail(&self, key: &str, limit: i64, lockout: bool) -> redis::RedisResult<()> {
+    pub async fn fail(
+        &self,
+        key: &str,
+        limit: i64,
+        lockout: bool,
+    ) -> redis::RedisResult<Option<i64>> {
         let mut conn = self.conn.clone();
-        let _: i64 = self
+        let wait: i64 = self
             .script
             .key(self.key("count", key))
             .key(self.key("strikes", key))
@@ -91,7 +96,7 @@ impl RedisLimits {
             .arg(MAX_LOCKOUT_SECONDS)
             .invoke_async(&mut conn)
             .await?;
-        Ok(())
+        Ok((wait > 0).then_some(wait))
     }
 
     pub async fn clear(&self, key: &str) -> redis::RedisResult<()> {

@@ -13,7 +13,7 @@ use crate::storage::{CodeRecord, Redeemed, SessionOrigin, SessionRecord, Store, 
 
 pub mod backchannel;
 mod refresh;
-pub use refresh::{FamilyStart, RefreshGrant, RefreshOutcome, RefreshPolicy};
+pub use refresh::{FamilyStart, REUSED, RefreshGrant, RefreshOutcome, RefreshPolicy};
 
 /// How stale a session's "last seen" time may get before a use rewrites it.
 const TOUCH_SECONDS: i64 = 300;

@@ -42,6 +42,9 @@ pub struct RefreshPolicy {
     pub grace_seconds: i64,
 }
 
+/// The refusal reason of a rotated token presented again (its family is now revoked).
+pub const REUSED: &str = "refresh token reused after rotation";
+
 /// The result of presenting a refresh token.
 #[derive(Debug)]
 pub enum RefreshOutcome {
@@ -237,9 +240,7 @@ impl Sessions {
                 let until = row.family_expires_at.max(now) + policy.idle_seconds;
                 self.store.revoke_family(&row.family_id, until, now).await?;
                 tracing::warn!(family = %row.family_id, "refresh token reused after rotation; family revoked");
-                Ok(RefreshOutcome::Invalid(
-                    "refresh token reused after rotation",
-                ))
+                Ok(RefreshOutcome::Invalid(REUSED))
             }
         }
     }

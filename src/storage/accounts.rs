@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, dispatch, on_unique};
+use super::{Result, Store, StoreError, dispatch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenPurpose {
@@ -235,7 +235,7 @@ impl Store {
         Ok(())
     }
 
-    /// Applies a profile change in one statement. A new address is stored unverified;
+    /// Applies a profile change in one transaction. A new address is stored unverified;
     /// `Conflict("email")` when another account has it.
     pub async fn update_profile(
         &self,
@@ -243,46 +243,12 @@ impl Store {
         change: &ProfileChange,
         now: i64,
     ) -> Result<()> {
-        // Each field: keep (flag 0) or set to the bound value (flag 1), so one fixed
-        // statement serves every combination.
-        let flag = |f: &Option<Option<String>>| f.is_some();
-        let value = |f: &Option<Option<String>>| f.clone().flatten();
-        let done = dispatch!(self, pool => {
-            sqlx::query(
-                "UPDATE users SET \
-                 name = CASE WHEN $2 THEN $3 ELSE name END, \
-                 given_name = CASE WHEN $4 THEN $5 ELSE given_name END, \
-                 family_name = CASE WHEN $6 THEN $7 ELSE family_name END, \
-                 picture = CASE WHEN $8 THEN $9 ELSE picture END, \
-                 locale = CASE WHEN $10 THEN $11 ELSE locale END, \
-                 email_verified = CASE WHEN $12 AND email <> $13 THEN FALSE ELSE email_verified END, \
-                 email = CASE WHEN $12 THEN $13 ELSE email END, \
-                 updated_at = $14 \
-                 WHERE id = $1",
-            )
-            .bind(user_id)
-            .bind(flag(&change.name))
-            .bind(value(&change.name))
-            .bind(flag(&change.given_name))
-            .bind(value(&change.given_name))
-            .bind(flag(&change.family_name))
-            .bind(value(&change.family_name))
-            .bind(flag(&change.picture))
-            .bind(value(&change.picture))
-            .bind(flag(&change.locale))
-            .bind(value(&change.locale))
-            .bind(change.email.is_some())
-            .bind(change.email.clone().unwrap_or_default())
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(|e| on_unique(e, |_| "email"))?
-            .rows_affected()
-        });
-        if done == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        // The administrator's edit with only the profile part: one statement serves both.
+        let change = super::AdminUserChange {
+            profile: change.clone(),
+            ..Default::default()
+        };
+        self.admin_update_user(user_id, &change, now, now).await
     }
 
     /// A user by normalised e-mail address, with roles.

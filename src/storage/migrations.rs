@@ -44,6 +44,11 @@ const SQLITE: &[Step] = &[
         "backchannel_logout",
         include_str!("../../migrations/sqlite/0007_backchannel_logout.sql"),
     ),
+    (
+        8,
+        "audit_events",
+        include_str!("../../migrations/sqlite/0008_audit_events.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -81,6 +86,11 @@ const POSTGRES: &[Step] = &[
         7,
         "backchannel_logout",
         include_str!("../../migrations/postgres/0007_backchannel_logout.sql"),
+    ),
+    (
+        8,
+        "audit_events",
+        include_str!("../../migrations/postgres/0008_audit_events.sql"),
     ),
 ];
 

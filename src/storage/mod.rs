@@ -6,6 +6,8 @@
 //! pool type, so the code is written once and type-checked twice, without `sqlx::Any`.
 
 mod accounts;
+mod admin;
+mod audit;
 mod backchannel;
 mod clients;
 mod failures;
@@ -24,6 +26,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::SqlitePool;
 
 pub use accounts::{AccountToken, ProfileChange, TokenPurpose};
+pub use admin::AdminUserChange;
+pub use audit::{AuditQuery, AuditRecord};
 pub use backchannel::Delivery;
 pub use clients::{ClientRecord, RedirectKind};
 pub use failures::FailureCount;
@@ -138,6 +142,11 @@ impl Store {
             sqlx::query("SELECT COUNT(*) FROM signing_keys").execute(pool).await?;
         });
         Ok(())
+    }
+
+    /// Connections open in the pool, and how many of them are idle (a metric).
+    pub fn pool_use(&self) -> (u32, usize) {
+        dispatch!(self, pool => (pool.size(), pool.num_idle()))
     }
 
     pub async fn close(&self) {

@@ -47,7 +47,7 @@ pub struct SeedUserRecord {
     pub roles: Vec<String>,
 }
 
-const USER_COLUMNS: &str = "id, username, email, email_verified, password_hash, name, given_name, \
+pub(super) const USER_COLUMNS: &str = "id, username, email, email_verified, password_hash, name, given_name, \
      family_name, picture, locale, disabled, created_at, updated_at";
 
 fn conflict_target(detail: &str) -> &'static str {
@@ -79,6 +79,7 @@ macro_rules! user_from_row {
         }
     }};
 }
+pub(super) use user_from_row;
 
 impl Store {
     /// Inserts a user and its roles in one transaction.
@@ -256,7 +257,7 @@ impl Store {
         Ok(users)
     }
 
-    async fn roles_of(&self, user_id: &str) -> Result<Vec<String>> {
+    pub(super) async fn roles_of(&self, user_id: &str) -> Result<Vec<String>> {
         Ok(dispatch!(self, pool => {
             sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
                 .bind(user_id)

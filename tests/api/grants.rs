@@ -822,7 +822,7 @@ async fn inactive_tokens_get_active_false_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn a_disabled_users_tokens_are_inactive() {
+async fn a_disabled_users_tokens_are_revoked_for_good() {
     let app = spawn().await;
     let tokens = rp_tokens(&app, "openid").await;
     let access = s(&tokens, "access_token");
@@ -842,10 +842,17 @@ async fn a_disabled_users_tokens_are_inactive() {
     }
     assert_token_dead(&app, access, "disabled user").await;
 
+    // Disabling revoked them: enabling the user again does not bring them back, but
+    // the user can sign in afresh.
     let out = app.cli(&["user", "enable", USER]).await;
     assert_eq!(out.code(), 0, "{}", out.stderr);
-    assert_eq!(introspect(&app, access, RP).await["active"], true);
-    assert_eq!(introspect(&app, refresh_token, RP).await["active"], true);
+    assert_eq!(introspect(&app, access, RP).await, inactive);
+    assert_eq!(introspect(&app, refresh_token, RP).await, inactive);
+    let fresh = rp_tokens(&app, "openid").await;
+    assert_eq!(
+        introspect(&app, s(&fresh, "access_token"), RP).await["active"],
+        true
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1139,7 +1146,7 @@ async fn purge_deletes_expired_rows_and_only_those() {
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(
         out.stdout.contains(
-            "purged 0 codes, 0 pending requests, 0 sessions, 0 refresh tokens, 0 revocations"
+            "purged 0 codes, 0 pending requests, 0 sessions, 0 refresh tokens, 0 revocations, 0 audit events"
         ),
         "{}",
         out.stdout
@@ -1224,7 +1231,7 @@ async fn purge_deletes_expired_rows_and_only_those() {
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(
         out.stdout.contains(
-            "purged 1 codes, 1 pending requests, 1 sessions, 1 refresh tokens, 1 revocations"
+            "purged 1 codes, 1 pending requests, 1 sessions, 1 refresh tokens, 1 revocations, 0 audit events"
         ),
         "{}",
         out.stdout
@@ -1239,7 +1246,7 @@ async fn purge_deletes_expired_rows_and_only_those() {
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(
         out.stdout.contains(
-            "purged 0 codes, 0 pending requests, 0 sessions, 0 refresh tokens, 0 revocations"
+            "purged 0 codes, 0 pending requests, 0 sessions, 0 refresh tokens, 0 revocations, 0 audit events"
         ),
         "{}",
         out.stdout

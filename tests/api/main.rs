@@ -6,6 +6,8 @@ mod helpers;
 
 mod account_api;
 mod account_pages;
+mod admin;
+mod audit;
 mod backchannel;
 mod bad_input;
 mod cli;
@@ -14,6 +16,7 @@ mod cors;
 mod discovery;
 mod flow;
 mod grants;
+mod hardening;
 mod health;
 mod keys;
 mod lifecycle;
