@@ -88,7 +88,10 @@ async function startApp(oxidp, ctx) {
   const env = appEnv(oxidp, ctx.appPort);
   if (!built) {
     if (!existsSync(path.join(appDir, "node_modules"))) {
-      sh("npm", ["ci", "--no-audit", "--no-fund"], { cwd: appDir, env });
+      // Without NODE_ENV=production, and with --include=dev: npm would otherwise leave
+      // out TypeScript and the type packages that `next build` needs.
+      const { NODE_ENV: _, ...installEnv } = env;
+      sh("npm", ["ci", "--include=dev", "--no-audit", "--no-fund"], { cwd: appDir, env: installEnv });
     }
     sh("npx", ["next", "build"], { cwd: appDir, env });
     built = true;
