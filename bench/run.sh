@@ -5,6 +5,7 @@
 # Reports numbers; asserts nothing. Needs wrk and openssl (apt-get install wrk openssl).
 #   bash bench/run.sh                 # 10 s per case
 #   DURATION=5 CASES="discovery jwks" bash bench/run.sh
+#   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1/bench bash bench/run.sh   # instead of a temporary SQLite file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
@@ -31,7 +32,7 @@ cat > "$work/config.toml" <<TOML
 bind = "127.0.0.1:$PORT"
 issuer = "$base"
 [database]
-url = "sqlite://$work/oxidp.db"
+url = "${BENCH_DATABASE_URL:-sqlite://$work/oxidp.db}"
 [keys]
 dir = "$work/keys"
 [email]
