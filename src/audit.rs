@@ -20,6 +20,11 @@ use crate::storage::{AuditRecord, Store, unix_now};
 const QUEUE: usize = 10_000;
 /// Events per INSERT.
 const BATCH: usize = 500;
+/// How long the writer lets events gather after the first one before it writes. Under
+/// load this turns thousands of one-row transactions (each a wake-up of the writer and
+/// of the database's worker thread) into a few large ones; an event reaches the table
+/// at most this much later.
+const LINGER: Duration = Duration::from_millis(100);
 const USER_AGENT_MAX: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,19 +222,26 @@ impl Audit {
     /// Appends queued events until `stop` is notified, then writes what is left.
     pub async fn run_writer(self, store: Store, stop: Arc<tokio::sync::Notify>) {
         loop {
-            tokio::select! {
-                first = self.inner.rx.recv_async() => {
-                    let Ok(first) = first else { return };
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match self.inner.rx.try_recv() {
-                            Ok(e) => batch.push(e),
-                            Err(_) => break,
-                        }
-                    }
-                    write(&store, &batch).await;
-                }
+            let first = tokio::select! {
+                first = self.inner.rx.recv_async() => match first {
+                    Ok(first) => first,
+                    Err(_) => return,
+                },
                 () = stop.notified() => break,
+            };
+            // While the writer sleeps here no sender has to wake it.
+            let mut stopping = false;
+            if self.inner.rx.len() + 1 < BATCH {
+                tokio::select! {
+                    () = tokio::time::sleep(LINGER) => {}
+                    () = stop.notified() => stopping = true,
+                }
+            }
+            let mut batch = vec![first];
+            batch.extend(self.inner.rx.try_iter().take(BATCH - 1));
+            write(&store, &batch).await;
+            if stopping {
+                break;
             }
         }
         self.flush(&store).await;

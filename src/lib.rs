@@ -13,6 +13,7 @@ pub mod config;
 pub mod email;
 pub mod http;
 pub mod keys;
+pub mod memory;
 pub mod oidc;
 pub mod ratelimit;
 pub mod sessions;

@@ -1,3 +1,4 @@
 fn main() -> std::process::ExitCode {
+    oxidp::memory::tune_allocator();
     oxidp::cli::run()
 }

@@ -154,7 +154,7 @@ impl Application {
             store.clone(),
             Duration::from_secs(config.database.client_cache_seconds),
         );
-        let state = AppState {
+        let state = AppState::new(crate::http::Shared {
             logout_wake: Arc::new(tokio::sync::Notify::new()),
             clients: Arc::new(clients),
             selfservice,
@@ -169,7 +169,7 @@ impl Application {
             trusted_proxies: Arc::new(trusted_proxies),
             limits: Arc::new(limits),
             audit: crate::audit::Audit::new(),
-        };
+        });
         Ok(Self {
             listener,
             port,

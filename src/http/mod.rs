@@ -45,8 +45,26 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A request that takes longer is cut off (408) rather than holding resources forever.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What every handler shares. Cloned for each request (axum's `State`), so it is one
+/// `Arc`: a clone is one atomic increment, not one per field.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Store,
     pub keys: KeyRing,
