@@ -13,6 +13,8 @@
 #   ROUNDS=3 WARMUP=5 bash bench/run.sh   # A/B rounds per side, unmeasured warm-up seconds
 #   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1/bench bash bench/run.sh   # instead of a temporary SQLite file
 #   CEILINGS=0 bash bench/run.sh      # no ceilings, no fractions (and no argon2_rate build)
+#   PASSES=3 bash bench/run.sh        # every case 3 times, idle RSS after each pass (leaks)
+#   PROFILE=/tmp/prof bash bench/run.sh   # perf profile of the server per case (needs perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
@@ -136,9 +138,12 @@ LUA
 
 # Refresh: every token is used once; each wrk thread keeps a queue of live tokens, takes
 # one per request and puts back the successor from the answer (real rotation, not the
-# grace path). 64 tokens, more than the connections, so the queue never runs dry.
-: > "$work/refresh_tokens"
-for _ in $(seq 64); do password_tokens | json refresh_token >> "$work/refresh_tokens"; done
+# grace path). 64 fresh families for every run (a second run presenting the first run's
+# tokens would be reuse), more than the connections, so the queue never runs dry.
+make_refresh_tokens() {
+  : > "$work/refresh_tokens"
+  for _ in $(seq 64); do password_tokens | json refresh_token >> "$work/refresh_tokens"; done
+}
 cat > "$work/refresh.lua" <<LUA
 local tokens, queue = {}, {}
 for line in io.lines("$work/refresh_tokens") do tokens[#tokens + 1] = line end
@@ -205,6 +210,7 @@ end
 LUA
 
 # --- ceilings ---------------------------------------------------------------------
+ready=$(date +%s)
 cores=$(nproc)
 if [ "${CEILINGS:-1}" = 0 ]; then
   echo "machine: $cores cores; ceilings not measured (CEILINGS=0)"
@@ -213,37 +219,66 @@ rsa=$(openssl speed -multi "$cores" -seconds "$DURATION" rsa2048 2>/dev/null | a
 argon2=$(target/release/examples/argon2_rate "$DURATION" | awk '{print $2}')
 echo "machine: $cores cores; RSA-2048 ceiling $rsa signatures/s; argon2id ceiling $argon2 verifications/s"
 fi
+# Idle means idle: the argon2 workers keep their 19 MiB for 5 s after the start-up hashes.
+while [ $(( $(date +%s) - ready )) -lt 7 ]; do sleep 1; done
 echo "idle RSS: $(rss) MiB"
-printf '%-20s %10s %9s %9s %8s %9s %s\n' case "req/s" p50 p99 non2xx "RSS MiB" "fraction of ceiling"
+printf '%-20s %10s %9s %9s %8s %9s %9s %s\n' case "req/s" p50 p99 non2xx "RSS MiB" "CPU us/req" "fraction of ceiling"
+# The server's own CPU time (user + system, all threads) per request: with the req/s it
+# tells whether a case is bound by the cores or waits on something (a lock, the disk).
+tick=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
+# PROFILE=dir: a perf profile (call graphs) of the server during each case, dir/CASE.data.
+perf_pid=""
+profile() { # case
+  if [ -n "${PROFILE:-}" ]; then
+    mkdir -p "$PROFILE"
+    perf record -q -F 199 --call-graph dwarf,16384 -p "$server" -o "$PROFILE/$1.data" -- sleep "$DURATION" 2>/dev/null &
+    perf_pid=$!
+  fi
+}
 
 rps() { echo "$1" | awk '/Requests\/sec/ {print $2}'; }
 p50() { echo "$1" | awk '/ 50%/ {print $2}'; }
 p99() { echo "$1" | awk '/ 99%/ {print $2}'; }
 non2xx() { echo "$1" | awk '/Non-2xx/ { n = $5 } END { print n + 0 }'; }
-for case in $CASES; do
-  case $case in
-    discovery) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$base/.well-known/openid-configuration"); per="" ;;
-    jwks) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$base/jwks.json"); per="" ;;
-    client_credentials) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/$case.lua" "$base/token"); per="rsa 1" ;;
-    refresh) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/refresh.lua" "$base/token"); per="rsa 2" ;;
-    code)
-      # Enough codes for the run at 2,500 exchanges/s (the first run used 1,676/s); a
-      # run that outpaces them shows up as non-2xx.
-      make_codes $((DURATION * 2500))
-      out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/code.lua" "$base/token"); per="rsa 2" ;;
-    userinfo) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/userinfo.lua" "$base/userinfo"); per="" ;;
-    introspection) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/introspection.lua" "$base/introspect"); per="" ;;
-    password) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/password.lua" "$base/token"); per="argon2 1" ;;
-    *) echo "unknown case $case"; continue ;;
-  esac
-  r=$(rps "$out")
-  fraction="-"
-  [ "${CEILINGS:-1}" != 0 ] || per=""
-  case $per in
-    "rsa "*) fraction=$(awk -v r="$r" -v c="$rsa" -v k="${per#rsa }" 'BEGIN { printf "%.2f of RSA (%s signature(s) each)", r * k / c, k }') ;;
-    "argon2 "*) fraction=$(awk -v r="$r" -v c="$argon2" 'BEGIN { printf "%.2f of argon2", r / c }') ;;
-  esac
-  printf '%-20s %10s %9s %9s %8s %9s %s\n' "$case" "$r" "$(p50 "$out")" "$(p99 "$out")" "$(non2xx "$out")" "$(rss)" "$fraction"
+# PASSES (default 1): the whole list again, with the idle RSS after each pass; growth
+# from pass to pass would be a leak.
+for pass in $(seq "${PASSES:-1}"); do
+  for case in $CASES; do
+    [ "$case" != code ] || make_codes $((DURATION * 2500))
+    [ "$case" != refresh ] || make_refresh_tokens
+    profile "$case"
+    t0=$(cpu_ticks)
+    case $case in
+      discovery) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$base/.well-known/openid-configuration"); per="" ;;
+      jwks) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$base/jwks.json"); per="" ;;
+      client_credentials) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/$case.lua" "$base/token"); per="rsa 1" ;;
+      refresh) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/refresh.lua" "$base/token"); per="rsa 2" ;;
+      code)
+        # Enough codes (made above) for the run at 2,500 exchanges/s (the first run used
+        # 1,676/s); a run that outpaces them shows up as non-2xx.
+        out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/code.lua" "$base/token"); per="rsa 2" ;;
+      userinfo) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/userinfo.lua" "$base/userinfo"); per="" ;;
+      introspection) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/introspection.lua" "$base/introspect"); per="" ;;
+      password) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/password.lua" "$base/token"); per="argon2 1" ;;
+      *) echo "unknown case $case"; continue ;;
+    esac
+    r=$(rps "$out")
+    cpu=$(awk -v t="$(( $(cpu_ticks) - t0 ))" -v k="$tick" -v r="$r" -v d="$DURATION" 'BEGIN { printf "%.0f", (r > 0 ? t / k * 1e6 / (r * d) : 0) }')
+    [ -z "$perf_pid" ] || wait "$perf_pid" || true
+    perf_pid=""
+    fraction="-"
+    [ "${CEILINGS:-1}" != 0 ] || per=""
+    case $per in
+      "rsa "*) fraction=$(awk -v r="$r" -v c="$rsa" -v k="${per#rsa }" 'BEGIN { printf "%.2f of RSA (%s signature(s) each)", r * k / c, k }') ;;
+      "argon2 "*) fraction=$(awk -v r="$r" -v c="$argon2" 'BEGIN { printf "%.2f of argon2", r / c }') ;;
+    esac
+    printf '%-20s %10s %9s %9s %8s %9s %9s %s\n' "$case" "$r" "$(p50 "$out")" "$(p99 "$out")" "$(non2xx "$out")" "$(rss)" "$cpu" "$fraction"
+  done
+  if [ "${PASSES:-1}" != 1 ]; then
+    sleep 7
+    echo "idle RSS after pass $pass: $(rss) MiB"
+  fi
 done
 
 # --- oxidp vs the peer ------------------------------------------------------------

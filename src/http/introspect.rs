@@ -84,28 +84,16 @@ async fn find(state: &AppState, token: &str) -> Result<Found, TokenFailure> {
     }
     let Some(row) = state
         .store
-        .find_refresh_token(&hash_opaque(token))
+        .find_refresh_token(&hash_opaque(token), now)
         .await
         .map_err(|e| internal(&e))?
     else {
         return Ok(Found::Nothing);
     };
-    let family_revoked = state
-        .sessions
-        .family_revoked(&row.family_id)
-        .await
-        .map_err(|e| internal(&e))?;
-    if row.revoked_at.is_some() || family_revoked {
+    if row.revoked_at.is_some() || row.family_revoked {
         return Ok(Found::Nothing);
     }
-    let session_live = match &row.session_sid {
-        Some(sid) => state
-            .store
-            .session_is_live(sid, now)
-            .await
-            .map_err(|e| internal(&e))?,
-        None => true,
-    };
+    let session_live = row.session_live;
     let live = row.used_at.is_none()
         && row.expires_at > now
         && row.family_expires_at > now

@@ -8,6 +8,7 @@ mod admin;
 mod audit;
 mod authorize;
 mod client_auth;
+mod detach;
 mod discovery;
 pub mod error;
 mod health;
@@ -157,9 +158,9 @@ pub fn app(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let cors = api_cors(&state.config);
     let https = state.config.server.issuer.starts_with("https://");
-    let router = Router::new()
-        .merge(discovery::router())
-        .merge(health::router())
+    // Everything but the read-only documents and probes may write: those handlers are
+    // never cancelled half-way (`detach`).
+    let writers = Router::new()
         .merge(authorize::router())
         .merge(login::router())
         .merge(logout::router())
@@ -173,6 +174,11 @@ pub fn app(state: AppState) -> Router {
                 .merge(admin::router())
                 .layer(cors),
         )
+        .layer(axum::middleware::from_fn(detach::run_to_completion));
+    let router = Router::new()
+        .merge(discovery::router())
+        .merge(health::router())
+        .merge(writers)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(error::standard_rejection))
         .fallback(error::not_found)

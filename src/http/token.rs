@@ -483,13 +483,13 @@ async fn refresh_token(
         )
         .await
         .map_err(|e| internal(&e))?;
-    let (token, family_id, user_id, grant) = match outcome {
+    let (token, family_id, user, grant) = match outcome {
         RefreshOutcome::Issued {
             token,
             family_id,
-            user_id,
+            user,
             grant,
-        } => (token, family_id, user_id, grant),
+        } => (token, family_id, user, grant),
         RefreshOutcome::Invalid(reason) => {
             tracing::info!(client_id = %client.id, reason, "refresh refused");
             if reason == crate::sessions::REUSED {
@@ -511,13 +511,6 @@ async fn refresh_token(
             .into());
         }
     };
-    let user = state
-        .store
-        .find_user_by_id(&user_id)
-        .await
-        .map_err(|e| internal(&e))?
-        .filter(|u| !u.disabled)
-        .ok_or_else(bad)?;
     let scopes = requested.unwrap_or_else(|| grant.scopes.clone());
     let token_grant = Grant {
         issuer: &state.config.server.issuer,

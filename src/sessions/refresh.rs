@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::{SessionError, Sessions, hash_opaque, new_opaque};
 use crate::oidc::claims::ClaimsRequest;
-use crate::storage::{NewRefresh, RefreshRecord};
+use crate::storage::{NewRefresh, RefreshRecord, UserRecord};
 
 /// What a refresh token carries forward from the original grant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +53,8 @@ pub enum RefreshOutcome {
     Issued {
         token: String,
         family_id: String,
-        user_id: String,
+        /// The grant's user, read (and found enabled) before anything rotated.
+        user: Box<UserRecord>,
         grant: RefreshGrant,
     },
     /// Unknown, expired, revoked, of another client, session ended, or reused after the
@@ -130,15 +131,13 @@ impl Sessions {
             return Ok(RefreshOutcome::Invalid("not a refresh token"));
         }
         let old_hash = hash_opaque(presented);
-        let Some(row) = self.store.find_refresh_token(&old_hash).await? else {
+        let Some(row) = self.store.find_refresh_token(&old_hash, now).await? else {
             return Ok(RefreshOutcome::Invalid("unknown refresh token"));
         };
         if row.client_id != client_id {
             return Ok(RefreshOutcome::Invalid("refresh token of another client"));
         }
-        // The family's revocation row is authoritative: a successor inserted or committed
-        // while the family was being revoked may lack its own `revoked_at`.
-        if row.revoked_at.is_some() || self.family_revoked(&row.family_id).await? {
+        if row.revoked_at.is_some() || row.family_revoked {
             return Ok(RefreshOutcome::Invalid("revoked refresh token"));
         }
         if row.family_expires_at <= now {
@@ -150,21 +149,19 @@ impl Sessions {
             return Ok(RefreshOutcome::ScopeExceeded);
         }
         // A refused refresh must not rotate: check the user before anything changes.
-        let user_active = self
+        let Some(user) = self
             .store
             .find_user_by_id(&row.user_id)
             .await?
-            .is_some_and(|u| !u.disabled);
-        if !user_active {
+            .filter(|u| !u.disabled)
+        else {
             return Ok(RefreshOutcome::Invalid("the user is disabled or gone"));
-        }
+        };
         if row.used_at.is_none() {
             if row.expires_at <= now {
                 return Ok(RefreshOutcome::Invalid("refresh token expired"));
             }
-            if let Some(sid) = &row.session_sid
-                && !self.store.session_is_live(sid, now).await?
-            {
+            if !row.session_live {
                 return Ok(RefreshOutcome::Invalid("the browser session has ended"));
             }
             let successor = new_opaque();
@@ -191,21 +188,17 @@ impl Sessions {
                 return Ok(RefreshOutcome::Issued {
                     token: successor,
                     family_id: row.family_id,
-                    user_id: row.user_id,
+                    user: Box::new(user),
                     grant,
                 });
             }
             // A concurrent request rotated first: read what it stored.
-            let Some(row) = self.store.find_refresh_token(&old_hash).await? else {
+            let Some(row) = self.store.find_refresh_token(&old_hash, now).await? else {
                 return Ok(RefreshOutcome::Invalid("unknown refresh token"));
             };
-            return self.reuse(presented, row, grant, policy, now).await;
+            return self.reuse(presented, row, user, grant, policy, now).await;
         }
-        self.reuse(presented, row, grant, policy, now).await
-    }
-
-    pub async fn family_revoked(&self, family_id: &str) -> Result<bool, SessionError> {
-        Ok(self.store.is_revoked(family_id, None).await?)
+        self.reuse(presented, row, user, grant, policy, now).await
     }
 
     /// A token presented after it was rotated.
@@ -213,11 +206,12 @@ impl Sessions {
         &self,
         presented: &str,
         row: RefreshRecord,
+        user: UserRecord,
         grant: RefreshGrant,
         policy: RefreshPolicy,
         now: i64,
     ) -> Result<RefreshOutcome, SessionError> {
-        if row.revoked_at.is_some() || self.family_revoked(&row.family_id).await? {
+        if row.revoked_at.is_some() || row.family_revoked {
             return Ok(RefreshOutcome::Invalid("revoked refresh token"));
         }
         let within_grace = row
@@ -231,7 +225,7 @@ impl Sessions {
             (true, Some(token)) => Ok(RefreshOutcome::Issued {
                 token,
                 family_id: row.family_id,
-                user_id: row.user_id,
+                user: Box::new(user),
                 grant,
             }),
             _ => {

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, dispatch};
+use super::{Result, Store, StoreError, dispatch, dispatch_write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenPurpose {
@@ -86,7 +86,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query(
                 "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -135,7 +135,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<AccountToken>> {
         let purpose = TokenPurpose::VerifyEmail.as_str();
-        Ok(dispatch!(self, pool => {
+        Ok(dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let row = sqlx::query(
                 "DELETE FROM account_tokens WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3 \
@@ -182,7 +182,7 @@ impl Store {
         revoke_until: i64,
     ) -> Result<Option<String>> {
         let purpose = TokenPurpose::ResetPassword.as_str();
-        Ok(dispatch!(self, pool => {
+        Ok(dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let user_id: Option<String> = sqlx::query_scalar(
                 "DELETE FROM account_tokens WHERE token_hash = $1 AND purpose = $2 AND expires_at > $3 \
@@ -220,7 +220,7 @@ impl Store {
 
     /// Replaces the password hash of the user with this `sub`.
     pub async fn set_password_hash_by_id(&self, user_id: &str, hash: &str, now: i64) -> Result<()> {
-        let done = dispatch!(self, pool => {
+        let done = dispatch_write!(self, pool => {
             sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
                 .bind(user_id)
                 .bind(hash)

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::accounts::{ProfileChange, revoke_everything};
 use super::users::{USER_COLUMNS, user_from_row};
-use super::{Result, Store, StoreError, UserRecord, dispatch, on_unique};
+use super::{Result, Store, StoreError, UserRecord, dispatch, dispatch_write, on_unique};
 
 /// An administrator's edit of a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
@@ -80,7 +80,7 @@ impl Store {
         let p = &change.profile;
         let flag = |f: &Option<Option<String>>| f.is_some();
         let value = |f: &Option<Option<String>>| f.clone().flatten();
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE users SET \
@@ -148,7 +148,7 @@ impl Store {
     /// Deletes a user: sessions end (back-channel logouts queued), refresh families and
     /// their access tokens are revoked, then the row and everything hanging off it go.
     pub async fn delete_user(&self, id: &str, now: i64, revoke_until: i64) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             revoke_everything!(tx, id, now, revoke_until);
             let done = sqlx::query("DELETE FROM users WHERE id = $1")
@@ -166,7 +166,7 @@ impl Store {
 
     /// Replaces a client's secret hash; `NotFound` when no such client.
     pub async fn set_client_secret(&self, id: &str, secret_hash: &[u8], now: i64) -> Result<()> {
-        let done = dispatch!(self, pool => {
+        let done = dispatch_write!(self, pool => {
             sqlx::query("UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1")
                 .bind(id)
                 .bind(secret_hash)

@@ -3,7 +3,7 @@
 
 use sqlx::QueryBuilder;
 
-use super::{Result, Store, dispatch};
+use super::{Result, Store, dispatch, dispatch_write};
 
 /// One event as stored. `detail` is a JSON object of non-secret facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut insert = QueryBuilder::new(
                 "INSERT INTO audit_events (time, type, outcome, actor, subject, client_id, ip, user_agent, request_id, detail) ",
             );
@@ -149,7 +149,7 @@ impl Store {
     pub async fn purge_audit(&self, before: i64) -> Result<u64> {
         let mut total = 0;
         loop {
-            let deleted = dispatch!(self, pool => {
+            let deleted = dispatch_write!(self, pool => {
                 sqlx::query(
                     "DELETE FROM audit_events WHERE id IN \
                      (SELECT id FROM audit_events WHERE time < $1 ORDER BY id LIMIT 500)",

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, dispatch};
+use super::{Result, Store, dispatch, dispatch_write};
 
 /// A delivery that is due: tell `client_id` at `uri` that session `sid` of `sub` ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub(super) use queue_logout_notices;
 impl Store {
     /// Records that `client_id` received tokens in session `sid`.
     pub async fn add_session_client(&self, sid: &str, client_id: &str, now: i64) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query(
                 "INSERT INTO session_clients (sid, client_id, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (sid, client_id) DO NOTHING",
@@ -88,7 +88,7 @@ impl Store {
     /// Takes a delivery for this process until `until`: only one of several instances
     /// that saw it due wins (the row still has the time they saw).
     pub async fn claim_delivery(&self, delivery: &Delivery, until: i64) -> Result<bool> {
-        Ok(dispatch!(self, pool => {
+        Ok(dispatch_write!(self, pool => {
             sqlx::query(
                 "UPDATE logout_deliveries SET next_attempt_at = $3 WHERE id = $1 AND next_attempt_at = $2",
             )
@@ -103,7 +103,7 @@ impl Store {
     }
 
     pub async fn delivery_done(&self, id: &str) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query("DELETE FROM logout_deliveries WHERE id = $1")
                 .bind(id)
                 .execute(pool)
@@ -120,7 +120,7 @@ impl Store {
         next: i64,
         error: &str,
     ) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query(
                 "UPDATE logout_deliveries SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $1",
             )

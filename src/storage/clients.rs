@@ -1,6 +1,6 @@
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, dispatch, on_unique};
+use super::{Result, Store, StoreError, dispatch, dispatch_write, on_unique};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientRecord {
@@ -130,7 +130,7 @@ impl Store {
     /// Registers a new client; `Conflict("client id")` when the id exists.
     pub async fn insert_client(&self, client: &ClientRecord) -> Result<()> {
         let now = super::unix_now();
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             write_client!(tx, client, now, false);
             tx.commit().await?;
@@ -141,7 +141,7 @@ impl Store {
     /// Creates or replaces clients (the `[[clients]]` of config) in one transaction.
     pub async fn upsert_clients(&self, clients: &[ClientRecord]) -> Result<()> {
         let now = super::unix_now();
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             for client in clients {
                 write_client!(tx, client, now, true);
@@ -217,7 +217,7 @@ impl Store {
 
     /// Deletes a client and (by cascade) its redirect URIs; `NotFound` when unknown.
     pub async fn remove_client(&self, id: &str) -> Result<()> {
-        let done = dispatch!(self, pool => {
+        let done = dispatch_write!(self, pool => {
             sqlx::query("DELETE FROM clients WHERE id = $1")
                 .bind(id)
                 .execute(pool)

@@ -2,7 +2,7 @@
 //! Each change is one atomic statement (an upsert, a conditional update), so concurrent
 //! failures on any instance are all counted.
 
-use super::{Result, Store, dispatch};
+use super::{Result, Store, dispatch, dispatch_write};
 
 /// What the counters say after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ impl Store {
     /// Counts one failure in the key's current window (a new window after `window`
     /// seconds).
     pub async fn count_failure(&self, key: &str, now: i64, window: i64) -> Result<FailureCount> {
-        let (failures, window_start): (i64, i64) = dispatch!(self, pool => {
+        let (failures, window_start): (i64, i64) = dispatch_write!(self, pool => {
             sqlx::query_as(
                 "INSERT INTO login_failures (key, window_start, failures, blocked_until, strikes, last_seen) \
                  VALUES ($1, $2, 1, 0, 0, $2) \
@@ -56,7 +56,7 @@ impl Store {
     /// Turns a full window into a block: only one of several racing failures wins the
     /// conditional update, and it returns the new strike count.
     pub async fn start_block(&self, key: &str, limit: i64, now: i64) -> Result<Option<i64>> {
-        Ok(dispatch!(self, pool => {
+        Ok(dispatch_write!(self, pool => {
             sqlx::query_scalar(
                 "UPDATE login_failures SET strikes = strikes + 1, failures = 0, window_start = $3 \
                  WHERE key = $1 AND failures >= $2 RETURNING strikes",
@@ -70,7 +70,7 @@ impl Store {
     }
 
     pub async fn set_block(&self, key: &str, until: i64) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query("UPDATE login_failures SET blocked_until = $2 WHERE key = $1")
                 .bind(key)
                 .bind(until)
@@ -84,7 +84,7 @@ impl Store {
         if !super::storable(key) {
             return Ok(());
         }
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query("DELETE FROM login_failures WHERE key = $1")
                 .bind(key)
                 .execute(pool)

@@ -1,4 +1,4 @@
-use super::{Result, Store, StoreError, dispatch};
+use super::{Result, Store, StoreError, dispatch, dispatch_write};
 
 /// Metadata of one signing key; the private key itself lives in `keys.dir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl Store {
 
     /// Records a key; a key another instance already recorded is left as it is.
     pub async fn insert_key(&self, key: &KeyRecord) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query(
                 "INSERT INTO signing_keys (kid, alg, created_at, activated_at, retired_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kid) DO NOTHING",
@@ -56,7 +56,7 @@ impl Store {
     /// Marks a key retired. Refuses the key that currently signs, in the same transaction
     /// that reads which one that is, so a concurrent rotate cannot slip between.
     pub async fn retire_key(&self, kid: &str, now: i64) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let active: Option<String> = sqlx::query_scalar(
                 "SELECT kid FROM signing_keys WHERE retired_at IS NULL \

@@ -65,22 +65,40 @@ pub struct Store {
     sqlite_file: Option<sqlite::FileIdentity>,
 }
 
+/// SQLite has one writer at a time. Writers that find the lock taken wait in SQLite's
+/// busy handler, which sleeps 1, 2, 5 … 100 ms between tries: under concurrent refreshes
+/// the cores idled while the lock sat free (refresh at 0.30 of its RSA ceiling). So every
+/// write goes through a pool of one connection, where waiting is an orderly async queue,
+/// and reads use the other connections (WAL readers never wait for the writer).
 #[derive(Clone)]
 enum Pool {
-    Sqlite(SqlitePool),
+    Sqlite { read: SqlitePool, write: SqlitePool },
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool of either dialect.
+/// Runs `$body` with `$pool` bound to the concrete pool of either dialect (SQLite's read
+/// connections).
 macro_rules! dispatch {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
-            $crate::storage::Pool::Sqlite($pool) => $body,
+            $crate::storage::Pool::Sqlite { read: $pool, .. } => $body,
             $crate::storage::Pool::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use dispatch;
+
+/// `dispatch!` for a body that writes (one statement or one transaction): SQLite's
+/// writer connection.
+macro_rules! dispatch_write {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::storage::Pool::Sqlite { write: $pool, .. } => $body,
+            $crate::storage::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use dispatch_write;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,9 +125,9 @@ impl Store {
                 })
             }
             _ => {
-                let (pool, file) = sqlite::connect(url, max_connections, acquire).await?;
+                let (read, write, file) = sqlite::connect(url, max_connections, acquire).await?;
                 Ok(Self {
-                    pool: Pool::Sqlite(pool),
+                    pool: Pool::Sqlite { read, write },
                     sqlite_file: file,
                 })
             }
@@ -118,7 +136,7 @@ impl Store {
 
     pub fn kind(&self) -> DatabaseKind {
         match self.pool {
-            Pool::Sqlite(_) => DatabaseKind::Sqlite,
+            Pool::Sqlite { .. } => DatabaseKind::Sqlite,
             Pool::Postgres(_) => DatabaseKind::Postgres,
         }
     }
@@ -126,7 +144,7 @@ impl Store {
     /// Applies every pending migration of this dialect.
     pub async fn migrate(&self) -> Result<()> {
         match &self.pool {
-            Pool::Sqlite(pool) => migrations::sqlite().run(pool).await?,
+            Pool::Sqlite { write, .. } => migrations::sqlite().run(write).await?,
             Pool::Postgres(pool) => migrations::postgres().run(pool).await?,
         }
         Ok(())
@@ -146,11 +164,23 @@ impl Store {
 
     /// Connections open in the pool, and how many of them are idle (a metric).
     pub fn pool_use(&self) -> (u32, usize) {
-        dispatch!(self, pool => (pool.size(), pool.num_idle()))
+        match &self.pool {
+            Pool::Sqlite { read, write } => (
+                read.size() + write.size(),
+                read.num_idle() + write.num_idle(),
+            ),
+            Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
+        }
     }
 
     pub async fn close(&self) {
-        dispatch!(self, pool => pool.close().await)
+        match &self.pool {
+            Pool::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pool::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

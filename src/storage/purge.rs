@@ -1,7 +1,7 @@
 //! Housekeeping: deleting what has expired, in small batches so no statement holds a
 //! long lock (SQLite has one writer; PostgreSQL rows stay lockable between batches).
 
-use super::{Result, Store, dispatch};
+use super::{Result, Store, dispatch_write};
 
 const BATCH: i64 = 500;
 
@@ -61,7 +61,7 @@ impl Store {
                 "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {condition} LIMIT {BATCH})"
             );
             loop {
-                let deleted = dispatch!(self, pool => {
+                let deleted = dispatch_write!(self, pool => {
                     sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                         .bind(now)
                         .execute(pool)

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, dispatch};
+use super::{Result, Store, dispatch, dispatch_write};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshRecord {
@@ -18,6 +18,11 @@ pub struct RefreshRecord {
     pub used_at: Option<i64>,
     pub successor_sealed: Option<Vec<u8>>,
     pub revoked_at: Option<i64>,
+    /// The family has a row in `revocations` (authoritative: a successor committed while
+    /// the family was being revoked may lack its own `revoked_at`).
+    pub family_revoked: bool,
+    /// Not bound to a browser session, or bound to one that is live at `now`.
+    pub session_live: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -56,20 +61,31 @@ macro_rules! insert_refresh {
 
 impl Store {
     pub async fn insert_refresh_token(&self, new: &NewRefresh<'_>, now: i64) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             insert_refresh!(pool, new, now);
         });
         Ok(())
     }
 
-    pub async fn find_refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshRecord>> {
+    /// The token with its family's revocation and its session's liveness at `now`, in
+    /// one statement: every query is a round trip (on SQLite a hand-off to the
+    /// connection's thread and back), and a refresh needs all three.
+    pub async fn find_refresh_token(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> Result<Option<RefreshRecord>> {
         Ok(dispatch!(self, pool => {
             match sqlx::query(
-                "SELECT family_id, client_id, user_id, grant_data, session_sid, created_at, expires_at, \
-                 family_expires_at, used_at, successor_sealed, revoked_at \
-                 FROM refresh_tokens WHERE token_hash = $1",
+                "SELECT r.family_id, r.client_id, r.user_id, r.grant_data, r.session_sid, r.created_at, \
+                 r.expires_at, r.family_expires_at, r.used_at, r.successor_sealed, r.revoked_at, \
+                 EXISTS (SELECT 1 FROM revocations v WHERE v.id = r.family_id) AS family_revoked, \
+                 (r.session_sid IS NULL OR EXISTS (SELECT 1 FROM browser_sessions s \
+                   WHERE s.sid = r.session_sid AND s.ended_at IS NULL AND s.expires_at > $2)) AS session_live \
+                 FROM refresh_tokens r WHERE r.token_hash = $1",
             )
             .bind(token_hash)
+            .bind(now)
             .fetch_optional(pool)
             .await?
             {
@@ -85,6 +101,8 @@ impl Store {
                     used_at: row.try_get("used_at")?,
                     successor_sealed: row.try_get("successor_sealed")?,
                     revoked_at: row.try_get("revoked_at")?,
+                    family_revoked: row.try_get("family_revoked")?,
+                    session_live: row.try_get("session_live")?,
                 }),
                 None => None,
             }
@@ -101,7 +119,7 @@ impl Store {
         sealed: &[u8],
         now: i64,
     ) -> Result<bool> {
-        Ok(dispatch!(self, pool => {
+        Ok(dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let won = sqlx::query(
                 "UPDATE refresh_tokens SET used_at = $2, successor_sealed = $3 \
@@ -127,7 +145,7 @@ impl Store {
     /// Revokes every token of a family and, through the grant id, every access token
     /// issued in it. One transaction.
     pub async fn revoke_family(&self, family_id: &str, until: i64, now: i64) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL")
                 .bind(family_id)
@@ -146,19 +164,5 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
-    }
-
-    /// Whether the browser session `sid` is still live (not ended, not expired).
-    pub async fn session_is_live(&self, sid: &str, now: i64) -> Result<bool> {
-        let found: Option<i64> = dispatch!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT expires_at FROM browser_sessions WHERE sid = $1 AND ended_at IS NULL AND expires_at > $2",
-            )
-            .bind(sid)
-            .bind(now)
-            .fetch_optional(pool)
-            .await?
-        });
-        Ok(found.is_some())
     }
 }

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, dispatch};
+use super::{Result, Store, dispatch, dispatch_write};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -76,7 +76,7 @@ impl Store {
         replaces: Option<&[u8]>,
         now: i64,
     ) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             if let Some(old) = replaces {
                 sqlx::query("UPDATE browser_sessions SET ended_at = $2 WHERE id_hash = $1 AND ended_at IS NULL")
@@ -138,7 +138,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query(
                 "INSERT INTO authorization_requests (id_hash, client_id, request, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5)",
@@ -175,7 +175,7 @@ impl Store {
     /// Marks a pending request completed; false when it was already (a pending request
     /// answers once).
     pub async fn complete_authorization_request(&self, id_hash: &[u8], now: i64) -> Result<bool> {
-        let done = dispatch!(self, pool => {
+        let done = dispatch_write!(self, pool => {
             sqlx::query(
                 "UPDATE authorization_requests SET completed_at = $2 \
                  WHERE id_hash = $1 AND completed_at IS NULL AND expires_at > $2",
@@ -198,7 +198,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query(
                 "INSERT INTO authorization_codes (code_hash, client_id, user_id, grant_data, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -223,7 +223,7 @@ impl Store {
         grant_id: &str,
         now: i64,
     ) -> Result<Redeemed> {
-        let (won, row) = dispatch!(self, pool => {
+        let (won, row) = dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let won = sqlx::query(
                 "UPDATE authorization_codes SET used_at = $2, grant_id = $3 \
@@ -290,7 +290,7 @@ impl Store {
 
     /// Revokes a token id (`jti`) or a grant id (`gid`) until `expires_at`.
     pub async fn revoke_id(&self, id: &str, expires_at: i64, now: i64) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query(
                 "INSERT INTO revocations (id, expires_at, revoked_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (id) DO NOTHING",
@@ -341,7 +341,7 @@ impl Store {
         scope: &str,
         now: i64,
     ) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query(
                 "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (user_id, client_id, scope) DO UPDATE SET granted_at = excluded.granted_at",
@@ -366,7 +366,7 @@ impl Store {
         if !super::storable(sid) {
             return Ok(false);
         }
-        Ok(dispatch!(self, pool => {
+        Ok(dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             super::backchannel::queue_logout_notices!(tx, "b.sid = $1", sid, now);
             let ended = sqlx::query(
@@ -404,7 +404,7 @@ impl Store {
 impl Store {
     /// Records that a session was used.
     pub async fn touch_session(&self, sid: &str, now: i64) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             sqlx::query("UPDATE browser_sessions SET last_seen_at = $2 WHERE sid = $1")
                 .bind(sid)
                 .bind(now)
@@ -445,7 +445,7 @@ impl Store {
     /// Signs a user out everywhere: every session ends and every refresh family of the
     /// user (bound to a session or not) is revoked, with the access tokens issued in it.
     pub async fn end_all_sessions(&self, user_id: &str, now: i64, revoke_until: i64) -> Result<()> {
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             super::accounts::revoke_everything!(tx, user_id, now, revoke_until);
             tx.commit().await?;

@@ -50,7 +50,7 @@ pub(super) async fn connect(
     url: &str,
     max_connections: u32,
     acquire: Duration,
-) -> Result<(SqlitePool, Option<FileIdentity>)> {
+) -> Result<(SqlitePool, SqlitePool, Option<FileIdentity>)> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         // WAL lets readers run beside the one writer; NORMAL sync is durable in WAL mode
@@ -65,10 +65,16 @@ pub(super) async fn connect(
         std::fs::create_dir_all(dir)?;
     }
     let path = options.get_filename().to_path_buf();
-    let pool = SqlitePoolOptions::new()
+    // The writer first: it creates the file and switches it to WAL before readers open it.
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(acquire)
+        .connect_with(options.clone())
+        .await?;
+    let read = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire)
         .connect_with(options)
         .await?;
-    Ok((pool, FileIdentity::of(&path)))
+    Ok((read, write, FileIdentity::of(&path)))
 }

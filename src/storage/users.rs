@@ -1,6 +1,6 @@
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, dispatch, on_unique};
+use super::{Result, Store, StoreError, dispatch, dispatch_write, on_unique};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -85,7 +85,7 @@ impl Store {
     /// Inserts a user and its roles in one transaction.
     pub async fn insert_user(&self, user: &NewUser) -> Result<()> {
         let now = super::unix_now();
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO users (id, username, email, email_verified, password_hash, name, \
@@ -120,7 +120,7 @@ impl Store {
     /// roles. Seeded users count as e-mail-verified. One transaction.
     pub async fn upsert_seed_user(&self, user: &SeedUserRecord) -> Result<()> {
         let now = super::unix_now();
-        dispatch!(self, pool => {
+        dispatch_write!(self, pool => {
             let mut tx = pool.begin().await?;
             let existing: Option<String> =
                 sqlx::query_scalar("SELECT id FROM users WHERE lower(username) = lower($1)")
@@ -269,7 +269,7 @@ impl Store {
     /// Replaces a user's password hash; `NotFound` when no such username.
     pub async fn set_password_hash(&self, username: &str, hash: &str) -> Result<()> {
         let now = super::unix_now();
-        let done = dispatch!(self, pool => {
+        let done = dispatch_write!(self, pool => {
             sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE lower(username) = lower($1)")
                 .bind(username)
                 .bind(hash)
@@ -287,7 +287,7 @@ impl Store {
     /// Sets the disabled flag; `NotFound` when no such username.
     pub async fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<()> {
         let now = super::unix_now();
-        let done = dispatch!(self, pool => {
+        let done = dispatch_write!(self, pool => {
             sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE lower(username) = lower($1)")
                 .bind(username)
                 .bind(disabled)

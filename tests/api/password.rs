@@ -238,3 +238,50 @@ async fn only_first_party_clients_with_the_grant_may_use_it() {
         .await;
     assert_eq!(response.status(), 401);
 }
+
+/// A client that stops waiting does not cancel its request half-way (`http::detach`):
+/// the sign-in it asked for is carried out whole, so the session it starts exists even
+/// though nobody read the answer. The connection is closed while the handler is inside
+/// argon2 (tens of milliseconds), where hyper would otherwise drop the handler.
+#[tokio::test]
+async fn an_abandoned_password_grant_still_completes() {
+    use base64::Engine;
+    use tokio::io::AsyncWriteExt;
+
+    let app = spawn_app_with(options("")).await;
+    let user = app.store.find_user_by_login(USER).await.unwrap().unwrap();
+    let sessions = || async {
+        app.store
+            .list_sessions(&user.id, oxidp::storage::unix_now())
+            .await
+            .unwrap()
+    };
+    assert!(sessions().await.is_empty());
+
+    let body = format!(
+        "grant_type=password&username={USER}&password={}",
+        PASSWORD.replace(' ', "+")
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{FP}:{CLIENT_SECRET}"));
+    let request = format!(
+        "POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {basic}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    drop(stream);
+
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = sessions().await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(found.len(), 1, "the abandoned sign-in did not complete");
+}
