@@ -18,6 +18,7 @@ mod flow;
 mod grants;
 mod hardening;
 mod health;
+mod hostile_input;
 mod keys;
 mod lifecycle;
 mod logout;
