@@ -14,6 +14,7 @@ mod cli;
 mod config_errors;
 mod cors;
 mod discovery;
+mod faults;
 mod flow;
 mod grants;
 mod hardening;
