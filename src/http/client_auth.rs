@@ -167,7 +167,8 @@ pub async fn authenticate_client(
     }
 }
 
-fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {
+/// The client id and secret of an `Authorization: Basic` value; `None` when malformed.
+pub fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {
     let value = value.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

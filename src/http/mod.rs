@@ -21,6 +21,14 @@ pub mod pages;
 mod token;
 mod userinfo;
 
+/// The parsers of raw request parts (headers), for the fuzz targets in fuzz/: they take
+/// bytes straight from the network, so they are fuzzed apart from the handlers.
+pub mod raw {
+    pub use super::authorize::is_form;
+    pub use super::client_auth::parse_basic;
+    pub use super::userinfo::bearer_from_header;
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -130,6 +130,24 @@ pub(super) fn scan(dir: &Path) -> Result<Vec<LoadedKey>, KeyError> {
     Ok(keys)
 }
 
+/// A key from PEM bytes that are not (yet) a file, named `path` in errors.
+pub(super) fn from_pem(path: PathBuf, pem: &[u8]) -> Result<LoadedKey, KeyError> {
+    let corrupt = |reason: String| KeyError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let key_pair = RS256
+        .key_pair_from_pem(pem)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let (kid, _) = super::jwk::public_jwk(&key_pair).ok_or_else(|| corrupt("no modulus".into()))?;
+    Ok(LoadedKey {
+        kid,
+        created_at: None,
+        path,
+        key_pair,
+    })
+}
+
 /// Generates an RSA-2048 key and writes it as `<kid>.pem`, mode 0600, never replacing
 /// an existing file. Blocking: run it off the async runtime.
 pub(super) fn generate(dir: &Path) -> Result<LoadedKey, KeyError> {

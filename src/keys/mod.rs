@@ -159,6 +159,21 @@ impl KeySet {
     }
 }
 
+impl KeySet {
+    /// A set of one key, from PEM, with no files or database behind it: lets the fuzz
+    /// target (fuzz/fuzz_targets/jwt.rs) drive the real `verify` without I/O.
+    pub fn from_private_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        let key = Arc::new(files::from_pem(PathBuf::from("<memory>"), pem)?.to_signing_key()?);
+        let jwks = jwk::jwks_document(std::iter::once(key.public_jwk()));
+        Ok(Self {
+            active: key.clone(),
+            published: vec![key],
+            jwks,
+            records: Vec::new(),
+        })
+    }
+}
+
 /// Shared, hot-swappable key set.
 #[derive(Clone)]
 pub struct KeyRing {
