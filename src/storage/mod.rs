@@ -81,7 +81,10 @@ enum Pool {
 macro_rules! dispatch {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
-            $crate::storage::Pool::Sqlite { read: $pool, .. } => $body,
+            $crate::storage::Pool::Sqlite { read: $pool, .. } => {
+                $store.sqlite_guard()?;
+                $body
+            }
             $crate::storage::Pool::Postgres($pool) => $body,
         }
     };
@@ -93,7 +96,10 @@ pub(crate) use dispatch;
 macro_rules! dispatch_write {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
-            $crate::storage::Pool::Sqlite { write: $pool, .. } => $body,
+            $crate::storage::Pool::Sqlite { write: $pool, .. } => {
+                $store.sqlite_guard()?;
+                $body
+            }
             $crate::storage::Pool::Postgres($pool) => $body,
         }
     };
@@ -150,11 +156,20 @@ impl Store {
         Ok(())
     }
 
+    /// SQLite: refuses while the database file is not the one the connections have open
+    /// (`sqlite::FileIdentity::guard`). Called by `dispatch!` before every statement.
+    fn sqlite_guard(&self) -> Result<()> {
+        match &self.sqlite_file {
+            Some(file) => file.guard(),
+            None => Ok(()),
+        }
+    }
+
     /// Readiness: reads a real table, so a missing or unreadable database fails (a bare
     /// `SELECT 1` would succeed on SQLite without touching the file).
     pub async fn ping(&self) -> Result<()> {
         if let Some(file) = &self.sqlite_file {
-            file.check()?;
+            file.recheck()?;
         }
         dispatch!(self, pool => {
             sqlx::query("SELECT COUNT(*) FROM signing_keys").execute(pool).await?;

@@ -3,7 +3,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -11,15 +13,23 @@ use sqlx::sqlite::{
 
 use super::{Result, StoreError};
 
-/// The database file as opened: if it is deleted or replaced under a running server, the
-/// open connections keep working on the old inode and every write would be lost, so
-/// readiness compares the path's current inode with this one.
+/// The database file as opened: if it is moved, deleted or replaced under a running
+/// server, the open connections keep working on the old inode and every write would be
+/// lost, so readiness and every statement (`guard`) compare the path's current inode
+/// with this one.
 #[derive(Debug, Clone)]
 pub(super) struct FileIdentity {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    /// `guard`'s last answer and when it was taken (ms since the epoch): one `stat` per
+    /// `GUARD_EVERY`, not one per statement.
+    ok: Arc<AtomicBool>,
+    checked_ms: Arc<AtomicU64>,
 }
+
+/// How stale `guard`'s answer may be.
+const GUARD_EVERY_MS: u64 = 250;
 
 impl FileIdentity {
     fn of(path: &Path) -> Option<Self> {
@@ -28,7 +38,34 @@ impl FileIdentity {
             path: path.to_path_buf(),
             dev: meta.dev(),
             ino: meta.ino(),
+            ok: Arc::new(AtomicBool::new(true)),
+            checked_ms: Arc::new(AtomicU64::new(now_ms())),
         })
+    }
+
+    /// Before a statement: refuses (the handlers answer 503 with `Retry-After`) while the
+    /// path does not name the file the connections have open, so nothing is written into
+    /// a file nobody will see again, and nothing is read from one. Resumes by itself when
+    /// the file is back; a different file at the path needs a restart (the connections
+    /// hold the old one), and readiness keeps saying so.
+    pub(super) fn guard(&self) -> Result<()> {
+        let now = now_ms();
+        if now.saturating_sub(self.checked_ms.load(Ordering::Relaxed)) >= GUARD_EVERY_MS {
+            return self.recheck();
+        }
+        if self.ok.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            self.recheck()
+        }
+    }
+
+    /// `check`, remembered for `guard` (readiness calls it too).
+    pub(super) fn recheck(&self) -> Result<()> {
+        let result = self.check();
+        self.checked_ms.store(now_ms(), Ordering::Relaxed);
+        self.ok.store(result.is_ok(), Ordering::Relaxed);
+        result
     }
 
     pub(super) fn check(&self) -> Result<()> {
@@ -77,4 +114,10 @@ pub(super) async fn connect(
         .connect_with(options)
         .await?;
     Ok((read, write, FileIdentity::of(&path)))
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -135,6 +135,32 @@ fn retry_after(response: &reqwest::Response) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Every request that needs the database answers 503 with a `Retry-After` of 1–60 s,
+/// promptly (not piled up behind the pool's acquire timeout), without driver text.
+async fn all_unavailable(app: &TestApp, refresh: &str, access: &str) {
+    for (what, request) in database_requests(app, refresh, access) {
+        let started = Instant::now();
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let wait = retry_after(&response);
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 503, "{what}: {body}");
+        assert!(
+            wait.is_some_and(|s| (1..=60).contains(&s)),
+            "{what}: Retry-After {wait:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            !body.contains("sqlx") && !body.contains("database \""),
+            "{what}: {body}"
+        );
+    }
+}
+
 /// DESIGN.md "Errors": an internal error is a 503 (never a 500) in the endpoint's shape;
 /// issue 12: with `Retry-After`, and the service comes back by itself when the database
 /// does, without a restart; a request refused during the outage consumed nothing (the
@@ -151,7 +177,8 @@ async fn a_database_outage_is_503_with_retry_after_and_service_resumes_by_itself
 
     if sqlite {
         // The file moves away (a careless cleanup, a restore in progress). Open
-        // connections keep the old inode, so only readiness can tell; it must.
+        // connections keep the old inode; the server notices (at most 250 ms later) and
+        // refuses rather than read or write a file nobody will see again.
         std::fs::create_dir(&aside).unwrap();
         for suffix in ["", "-wal", "-shm"] {
             let from = app.dir.path().join(format!("oxidp.db{suffix}"));
@@ -159,20 +186,8 @@ async fn a_database_outage_is_503_with_retry_after_and_service_resumes_by_itself
                 std::fs::rename(&from, aside.join(format!("oxidp.db{suffix}"))).unwrap();
             }
         }
-        let ready = app.get("/readyz").await;
-        assert_eq!(ready.status(), 503);
-        assert!(retry_after(&ready).is_some_and(|s| (1..=60).contains(&s)));
-        for (what, request) in database_requests(&app, &refresh, &access)
-            .into_iter()
-            .skip(1)
-        {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            assert!(status < 500 || status == 503, "{what}: {status}");
-            if status == 503 {
-                assert!(retry_after(&response).is_some(), "{what}: no Retry-After");
-            }
-        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        all_unavailable(&app, &refresh, &access).await;
         for suffix in ["", "-wal", "-shm"] {
             let from = aside.join(format!("oxidp.db{suffix}"));
             if from.exists() {
@@ -182,28 +197,7 @@ async fn a_database_outage_is_503_with_retry_after_and_service_resumes_by_itself
         assert!(db_file.exists());
     } else {
         postgres_outage(&app, true).await;
-        for (what, request) in database_requests(&app, &refresh, &access) {
-            let started = Instant::now();
-            let response = request.send().await.unwrap();
-            let status = response.status();
-            let wait = retry_after(&response);
-            let body = response.text().await.unwrap();
-            assert_eq!(status, 503, "{what}: {body}");
-            assert!(
-                wait.is_some_and(|s| (1..=60).contains(&s)),
-                "{what}: Retry-After {wait:?}"
-            );
-            // Refused promptly, not after piling up behind the pool's acquire timeout.
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{what}: took {:?}",
-                started.elapsed()
-            );
-            assert!(
-                !body.contains("sqlx") && !body.contains("database \""),
-                "{what}: {body}"
-            );
-        }
+        all_unavailable(&app, &refresh, &access).await;
         postgres_outage(&app, false).await;
     }
 
