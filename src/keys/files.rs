@@ -95,42 +95,23 @@ pub(super) fn scan(dir: &Path) -> Result<Vec<LoadedKey>, KeyError> {
             tracing::warn!(file = %path.display(), "key file is readable by group or others; chmod 600 it");
         }
         let pem = fs::read(&path).map_err(|e| read(&path, e))?;
-        let corrupt = |reason: String| KeyError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let key_pair = RS256
-            .key_pair_from_pem(&pem)
-            .map_err(|e| corrupt(e.to_string()))?;
-        // key_len() is the modulus size in bytes.
-        if key_pair.key_len() * 8 < KEY_BITS {
-            return Err(corrupt(format!(
-                "{} bits; at least {KEY_BITS} required",
-                key_pair.key_len() * 8
-            )));
-        }
-        let (kid, _) =
-            super::jwk::public_jwk(&key_pair).ok_or_else(|| corrupt("no modulus".into()))?;
-        let created_at = meta
+        let mut key = from_pem(path, &pem)?;
+        key.created_at = meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64);
-        if keys.iter().any(|k: &LoadedKey| k.kid == kid) {
-            tracing::warn!(file = %path.display(), %kid, "duplicate key file ignored");
+        if keys.iter().any(|k: &LoadedKey| k.kid == key.kid) {
+            tracing::warn!(file = %key.path.display(), kid = %key.kid, "duplicate key file ignored");
             continue;
         }
-        keys.push(LoadedKey {
-            kid,
-            created_at,
-            path,
-            key_pair,
-        });
+        keys.push(key);
     }
     Ok(keys)
 }
 
-/// A key from PEM bytes that are not (yet) a file, named `path` in errors.
+/// A key from PEM bytes (a key file's, or the fuzz target's), named `path` in errors;
+/// refused when it is not RSA or shorter than `KEY_BITS`. No creation time.
 pub(super) fn from_pem(path: PathBuf, pem: &[u8]) -> Result<LoadedKey, KeyError> {
     let corrupt = |reason: String| KeyError::Corrupt {
         path: path.clone(),
@@ -139,6 +120,13 @@ pub(super) fn from_pem(path: PathBuf, pem: &[u8]) -> Result<LoadedKey, KeyError>
     let key_pair = RS256
         .key_pair_from_pem(pem)
         .map_err(|e| corrupt(e.to_string()))?;
+    // key_len() is the modulus size in bytes.
+    if key_pair.key_len() * 8 < KEY_BITS {
+        return Err(corrupt(format!(
+            "{} bits; at least {KEY_BITS} required",
+            key_pair.key_len() * 8
+        )));
+    }
     let (kid, _) = super::jwk::public_jwk(&key_pair).ok_or_else(|| corrupt("no modulus".into()))?;
     Ok(LoadedKey {
         kid,
