@@ -19,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-32}"
+THREADS="${THREADS:-$(( CONNECTIONS < 2 ? 1 : 2 ))}"
 PORT="${PORT:-9391}"
 CASES="${CASES:-discovery jwks client_credentials refresh code userinfo introspection password}"
 PEER="${PEER:-1}"
@@ -250,17 +251,17 @@ for pass in $(seq "${PASSES:-1}"); do
     profile "$case"
     t0=$(cpu_ticks)
     case $case in
-      discovery) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$base/.well-known/openid-configuration"); per="" ;;
-      jwks) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$base/jwks.json"); per="" ;;
-      client_credentials) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/$case.lua" "$base/token"); per="rsa 1" ;;
-      refresh) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/refresh.lua" "$base/token"); per="rsa 2" ;;
+      discovery) out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$base/.well-known/openid-configuration"); per="" ;;
+      jwks) out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$base/jwks.json"); per="" ;;
+      client_credentials) out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/$case.lua" "$base/token"); per="rsa 1" ;;
+      refresh) out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/refresh.lua" "$base/token"); per="rsa 2" ;;
       code)
         # Enough codes (made above) for the run at 2,500 exchanges/s (the first run used
         # 1,676/s); a run that outpaces them shows up as non-2xx.
-        out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/code.lua" "$base/token"); per="rsa 2" ;;
-      userinfo) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/userinfo.lua" "$base/userinfo"); per="" ;;
-      introspection) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/introspection.lua" "$base/introspect"); per="" ;;
-      password) out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/password.lua" "$base/token"); per="argon2 1" ;;
+        out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/code.lua" "$base/token"); per="rsa 2" ;;
+      userinfo) out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/userinfo.lua" "$base/userinfo"); per="" ;;
+      introspection) out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/introspection.lua" "$base/introspect"); per="" ;;
+      password) out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/password.lua" "$base/token"); per="argon2 1" ;;
       *) echo "unknown case $case"; continue ;;
     esac
     r=$(rps "$out")
@@ -293,8 +294,8 @@ done
 [ "$PEER" != 0 ] || exit 0
 drive() { # case url
   case $1 in
-    client_credentials) wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/client_credentials.lua" "$2" ;;
-    *) wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$2" ;;
+    client_credentials) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$work/client_credentials.lua" "$2" ;;
+    *) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$2" ;;
   esac
 }
 ms() { # a wrk latency (718.00us, 2.11ms, 1.02s, 1.00m) in milliseconds

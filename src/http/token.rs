@@ -18,7 +18,7 @@ use crate::oidc::claims::{OFFLINE_ACCESS, OPENID, UserClaims};
 use crate::oidc::params::Params;
 use crate::oidc::pkce;
 use crate::oidc::registration::GrantType;
-use crate::oidc::tokens::{ACCESS_TOKEN_TYP, Grant, access_token_claims, id_token_claims};
+use crate::oidc::tokens::{ACCESS_TOKEN_TYP, Grant, access_token_claims, at_hash, id_token_claims};
 use crate::oidc::{Error, ErrorCode};
 use crate::sessions::{FamilyStart, Redemption, RefreshGrant, RefreshOutcome, RefreshPolicy};
 use crate::storage::{ClientRecord, UserRecord, unix_now};
@@ -240,7 +240,8 @@ async fn authorization_code(
         &grant.claims.id_token,
         &grant.claims.userinfo,
         refresh,
-    )?;
+    )
+    .await?;
     Ok(Issued::for_user(body, &user.id))
 }
 
@@ -376,7 +377,7 @@ async fn password(
         amr: PASSWORD_AMR,
         now,
     };
-    let body = mint(state, &token_grant, &user, None, &[], &[], refresh)?;
+    let body = mint(state, &token_grant, &user, None, &[], &[], refresh).await?;
     Ok(Issued::for_user(body, &user.id))
 }
 
@@ -532,7 +533,8 @@ async fn refresh_token(
         &grant.claims.id_token,
         &grant.claims.userinfo,
         Some(token),
-    )?;
+    )
+    .await?;
     Ok(Issued::for_user(body, &user.id))
 }
 
@@ -601,13 +603,12 @@ async fn client_credentials(
     };
     let lifetime = state.config.tokens.access_token_seconds as i64;
     let jti = uuid::Uuid::new_v4().to_string();
+    let claims = access_token_claims(&grant, &client.id, &jti, lifetime, &[]);
     let access = state
         .keys
-        .current()
-        .sign(
-            Some(ACCESS_TOKEN_TYP),
-            access_token_claims(&grant, &client.id, &jti, lifetime, &[]),
-        )
+        .sign_with(move |keys| keys.sign(Some(ACCESS_TOKEN_TYP), claims))
+        .await
+        .and_then(|signed| signed)
         .map_err(|e| internal(&e))?;
     let mut body = json!({"access_token": access, "token_type": "Bearer", "expires_in": lifetime});
     if !scopes.is_empty() {
@@ -624,8 +625,9 @@ fn valid_resource(resource: &str) -> Option<String> {
 }
 
 /// Signs the access token and, for OpenID requests, the ID token; adds the refresh
-/// token when there is one.
-pub fn mint(
+/// token when there is one. Both signatures run as one job on a signing thread (the
+/// ID token's `at_hash` needs the signed access token).
+pub async fn mint(
     state: &AppState,
     grant: &Grant<'_>,
     user: &UserRecord,
@@ -634,21 +636,42 @@ pub fn mint(
     userinfo_claims_requested: &[String],
     refresh_token: Option<String>,
 ) -> Result<Value, TokenFailure> {
-    let keys = state.keys.current();
     let tokens = &state.config.tokens;
     let access_lifetime = tokens.access_token_seconds as i64;
     let jti = uuid::Uuid::new_v4().to_string();
-    let access = keys
-        .sign(
-            Some(ACCESS_TOKEN_TYP),
-            access_token_claims(
-                grant,
-                &user.id,
-                &jti,
-                access_lifetime,
-                userinfo_claims_requested,
-            ),
+    let access_claims = access_token_claims(
+        grant,
+        &user.id,
+        &jti,
+        access_lifetime,
+        userinfo_claims_requested,
+    );
+    // at_hash is added on the signing thread, once the access token exists.
+    let id_claims = grant.scopes.iter().any(|s| s == OPENID).then(|| {
+        id_token_claims(
+            grant,
+            &user_claims(user),
+            nonce,
+            None,
+            tokens.id_token_seconds as i64,
+            id_token_claims_requested,
         )
+    });
+    let (access, id_token) = state
+        .keys
+        .sign_with(move |keys| {
+            let access = keys.sign(Some(ACCESS_TOKEN_TYP), access_claims)?;
+            let id_token = match id_claims {
+                Some(mut claims) => {
+                    claims.insert("at_hash".into(), json!(at_hash(&access)));
+                    Some(keys.sign(None, claims)?)
+                }
+                None => None,
+            };
+            Ok::<_, crate::keys::TokenError>((access, id_token))
+        })
+        .await
+        .and_then(|signed| signed)
         .map_err(|e| internal(&e))?;
     let mut body = json!({
         "access_token": access,
@@ -656,16 +679,7 @@ pub fn mint(
         "expires_in": access_lifetime,
         "scope": grant.scopes.join(" "),
     });
-    if grant.scopes.iter().any(|s| s == OPENID) {
-        let claims = id_token_claims(
-            grant,
-            &user_claims(user),
-            nonce,
-            Some(&access),
-            tokens.id_token_seconds as i64,
-            id_token_claims_requested,
-        );
-        let id_token = keys.sign(None, claims).map_err(|e| internal(&e))?;
+    if let Some(id_token) = id_token {
         body["id_token"] = json!(id_token);
     }
     if let Some(refresh) = refresh_token {

@@ -7,6 +7,7 @@
 
 mod files;
 mod jwk;
+mod pool;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub enum KeyError {
     Generate(String),
     #[error("no key with kid {0}")]
     UnknownKid(String),
+    #[error("cannot start the signing threads: {0}")]
+    Threads(std::io::Error),
     #[error("{0}")]
     Refused(&'static str),
     #[error(transparent)]
@@ -180,6 +183,7 @@ pub struct KeyRing {
     dir: PathBuf,
     store: Store,
     current: Arc<ArcSwap<KeySet>>,
+    signers: pool::SignPool,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -254,15 +258,26 @@ impl KeyRing {
             on_disk = files::scan(dir)?;
         }
         let set = build_set(dir, records, on_disk)?;
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Ok(Self {
             dir: dir.to_path_buf(),
             store,
             current: Arc::new(ArcSwap::from_pointee(set)),
+            signers: pool::SignPool::new(cores).map_err(KeyError::Threads)?,
         })
     }
 
     pub fn current(&self) -> Arc<KeySet> {
         self.current.load_full()
+    }
+
+    /// Runs `sign` with the current key set on a signing thread (`pool`): requests sign
+    /// through this, never on a runtime worker.
+    pub async fn sign_with<T: Send + 'static>(
+        &self,
+        sign: impl FnOnce(&KeySet) -> T + Send + 'static,
+    ) -> Result<T, TokenError> {
+        self.signers.run(self.current(), sign).await
     }
 
     /// Re-reads the key table; rebuilds the set when a key was rotated in or retired
