@@ -1,4 +1,4 @@
-//! RS256 signatures off the async runtime, on threads that yield to it (issue 11).
+//! RS256 signatures off the async runtime (issue 11).
 //!
 //! One signature is ~0.3–0.7 ms of CPU. Signed on a runtime worker, it blocks every
 //! task queued behind that worker for as long, and the tasks that suffer most are the
@@ -6,17 +6,14 @@
 //! waits for a worker at each of its ~6 hand-offs (acquire, BEGIN, UPDATE, INSERT,
 //! COMMIT, release). Measured (docs/performance.md, "Signing threads"): the writer was
 //! busy ~250 µs per rotation yet requests queued 60 ms for it, and the machine sat a
-//! third idle. Here the runtime only coordinates; the signatures run on `cores`
-//! threads at a lower scheduling priority (nice +10), so a runtime worker woken by a
-//! database reply takes a core at once and the signing threads soak up the rest.
+//! third idle. Here the runtime only coordinates and the signatures run on `cores`
+//! threads of their own: a runtime worker woken by a database reply is free to run it.
+//! (Signing threads at nice +10 were measured too: 8 % fewer refreshes per second, the
+//! extra preemptions cost more CPU than the quicker wake-ups saved.)
 
 use std::sync::Arc;
 
 use super::{KeySet, TokenError};
-
-/// Lower than the runtime's threads (nice 0): the kernel then prefers a woken runtime
-/// worker over a signing thread, without starving signatures when the runtime is idle.
-const NICE: libc::c_int = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -42,7 +39,6 @@ impl SignPool {
             std::thread::Builder::new()
                 .name(format!("oxidp-sign-{i}"))
                 .spawn(move || {
-                    lower_priority();
                     while let Ok(job) = queue.recv() {
                         job();
                     }
@@ -70,25 +66,6 @@ impl SignPool {
             .map_err(|_| TokenError::Sign("a signing thread stopped".into()))
     }
 }
-
-/// Per-thread nice on Linux (`setpriority` on a thread id changes only that thread).
-/// Raising one's own nice needs no privilege; if it is refused anyway the thread keeps
-/// running at normal priority, which is correct, only less responsive under load.
-#[cfg(target_os = "linux")]
-fn lower_priority() {
-    // SAFETY: gettid and setpriority only read and set this thread's scheduling value.
-    unsafe {
-        let tid = libc::gettid();
-        #[allow(clippy::useless_conversion)]
-        let who = libc::id_t::try_from(tid).unwrap_or(0);
-        if who != 0 {
-            libc::setpriority(libc::PRIO_PROCESS, who, NICE);
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lower_priority() {}
 
 #[cfg(test)]
 mod tests {
