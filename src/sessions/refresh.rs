@@ -131,7 +131,7 @@ impl Sessions {
             return Ok(RefreshOutcome::Invalid("not a refresh token"));
         }
         let old_hash = hash_opaque(presented);
-        let Some(row) = self.store.find_refresh_token(&old_hash, now).await? else {
+        let Some(mut row) = self.store.find_refresh_token(&old_hash, now).await? else {
             return Ok(RefreshOutcome::Invalid("unknown refresh token"));
         };
         if row.client_id != client_id {
@@ -149,12 +149,7 @@ impl Sessions {
             return Ok(RefreshOutcome::ScopeExceeded);
         }
         // A refused refresh must not rotate: check the user before anything changes.
-        let Some(user) = self
-            .store
-            .find_user_by_id(&row.user_id)
-            .await?
-            .filter(|u| !u.disabled)
-        else {
+        let Some(user) = row.user.take().filter(|u| !u.disabled) else {
             return Ok(RefreshOutcome::Invalid("the user is disabled or gone"));
         };
         if row.used_at.is_none() {

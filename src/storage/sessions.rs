@@ -223,27 +223,25 @@ impl Store {
         grant_id: &str,
         now: i64,
     ) -> Result<Redeemed> {
-        let (won, row) = dispatch_write!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let won = sqlx::query(
-                "UPDATE authorization_codes SET used_at = $2, grant_id = $3 \
-                 WHERE code_hash = $1 AND used_at IS NULL",
+        // One statement, no transaction: it marks an unused code used by `grant_id`
+        // and returns the row as it now stands, so of two racing exchanges the second
+        // (after PostgreSQL's row lock, or SQLite's single writer) sees the first's
+        // grant id and is the replay. One round trip instead of four while holding
+        // SQLite's writer (BEGIN, UPDATE, SELECT, COMMIT).
+        let row = dispatch_write!(self, pool => {
+            match sqlx::query(
+                "UPDATE authorization_codes \
+                 SET grant_id = CASE WHEN used_at IS NULL THEN $3 ELSE grant_id END, \
+                     used_at = COALESCE(used_at, $2) \
+                 WHERE code_hash = $1 \
+                 RETURNING client_id, user_id, grant_data, expires_at, used_at, grant_id",
             )
             .bind(code_hash)
             .bind(now)
             .bind(grant_id)
-            .execute(&mut *tx)
+            .fetch_optional(pool)
             .await?
-            .rows_affected()
-                == 1;
-            let row = sqlx::query(
-                "SELECT client_id, user_id, grant_data, expires_at, used_at, grant_id \
-                 FROM authorization_codes WHERE code_hash = $1",
-            )
-            .bind(code_hash)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let record = match row {
+            {
                 Some(row) => Some(CodeRecord {
                     client_id: row.try_get("client_id")?,
                     user_id: row.try_get("user_id")?,
@@ -253,10 +251,11 @@ impl Store {
                     grant_id: row.try_get("grant_id")?,
                 }),
                 None => None,
-            };
-            tx.commit().await?;
-            (won, record)
+            }
         });
+        let won = row
+            .as_ref()
+            .is_some_and(|r| r.grant_id.as_deref() == Some(grant_id));
         Ok(match (won, row) {
             (true, Some(r)) => Redeemed::Fresh(r),
             (false, Some(r)) => Redeemed::Replayed(r),

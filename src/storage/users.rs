@@ -50,6 +50,34 @@ pub struct SeedUserRecord {
 pub(super) const USER_COLUMNS: &str = "id, username, email, email_verified, password_hash, name, given_name, \
      family_name, picture, locale, disabled, created_at, updated_at";
 
+/// A user's roles as one column, space-separated (role names have no spaces:
+/// `accounts::validate_role`), so that a user with roles is one query, not two: on
+/// SQLite every query is a hand-off to the connection's thread and back. Needs the
+/// user table in scope as `users`.
+pub(super) fn roles_column(kind: super::DatabaseKind) -> &'static str {
+    match kind {
+        super::DatabaseKind::Sqlite => {
+            "(SELECT group_concat(role, ' ') FROM user_roles WHERE user_id = users.id) AS roles"
+        }
+        super::DatabaseKind::Postgres => {
+            "(SELECT string_agg(role, ' ') FROM user_roles WHERE user_id = users.id) AS roles"
+        }
+    }
+}
+
+/// The `roles` column of `roles_column`, sorted (neither aggregate promises an order).
+pub(super) fn roles_from(column: Option<String>) -> Vec<String> {
+    let mut roles: Vec<String> = column
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    roles.sort();
+    roles
+}
+
 fn conflict_target(detail: &str) -> &'static str {
     if detail.contains("email") {
         "email"
@@ -211,24 +239,24 @@ impl Store {
         if !super::storable(value) {
             return Ok(None);
         }
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE {condition}");
-        let user = dispatch!(self, pool => {
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, {} FROM users WHERE {condition}",
+            roles_column(self.kind())
+        );
+        Ok(dispatch!(self, pool => {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(value)
                 .fetch_optional(pool)
                 .await?;
             match row {
-                Some(row) => Some(user_from_row!(row)),
+                Some(row) => {
+                    let mut user = user_from_row!(&row);
+                    user.roles = roles_from(row.try_get("roles")?);
+                    Some(user)
+                }
                 None => None,
             }
-        });
-        match user {
-            Some(mut user) => {
-                user.roles = self.roles_of(&user.id).await?;
-                Ok(Some(user))
-            }
-            None => Ok(None),
-        }
+        }))
     }
 
     /// All users ordered by username, with roles.
