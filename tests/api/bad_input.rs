@@ -2205,3 +2205,62 @@ async fn hostile_bodies_are_never_a_server_error() {
     // Still serving.
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
+
+/// RFC 6749 §4.1.2 under a race: the same code sent eight times at once is exchanged
+/// exactly once (redemption is one conditional UPDATE … RETURNING), and the losers are
+/// replays, so the winner's tokens end up revoked.
+#[tokio::test]
+async fn a_code_sent_eight_times_at_once_is_exchanged_once() {
+    let app = spawn_flow_app().await;
+    let good = basic(CLIENT, CLIENT_SECRET);
+    let code = code_for(&app, CLIENT, "").await;
+    let pairs = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url, body, auth) = (
+            app.http.clone(),
+            app.url("/token"),
+            form(&pairs),
+            good.clone(),
+        );
+        tasks.spawn(async move {
+            let response = http
+                .post(url)
+                .header(CONTENT_TYPE, FORM)
+                .header(AUTHORIZATION, auth)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        });
+    }
+    let mut won = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (status, body) = done.unwrap();
+        match status {
+            200 => won.push(body),
+            400 => assert_eq!(body["error"], "invalid_grant", "{body}"),
+            other => panic!("status {other}: {body}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one exchange wins: {won:?}");
+    let access = won[0]["access_token"].as_str().unwrap();
+    let response = app
+        .http
+        .get(app.url("/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "the replays revoked the winner's tokens"
+    );
+}
