@@ -15,6 +15,7 @@
 #   CEILINGS=0 bash bench/run.sh      # no ceilings, no fractions (and no argon2_rate build)
 #   PASSES=3 bash bench/run.sh        # every case 3 times, idle RSS after each pass (leaks)
 #   PROFILE=/tmp/prof bash bench/run.sh   # perf profile of the server per case (needs perf)
+#   CONNECTIONS=1 CASES=refresh bash bench/run.sh   # wrk connections (default 32; THREADS: 2, or 1 for one connection)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10}"
@@ -193,10 +194,13 @@ form = urllib.parse.urlencode({"username": "bench", "password": "benchmark passw
     "csrf_token": field("csrf_token"), "req": field("req")}).encode()
 try: opener.open(base + "/login", form)
 except urllib.error.HTTPError: pass
-with open(out, "w") as f:
-    for _ in range(count):
-        loc = get(auth).headers["Location"]
-        f.write(urllib.parse.parse_qs(urllib.parse.urlparse(loc).query)["code"][0] + "\n")
+def code(_):
+    loc = get(auth).headers["Location"]
+    return urllib.parse.parse_qs(urllib.parse.urlparse(loc).query)["code"][0]
+# Four at a time: one after the other took half a minute for a 10 s run's codes.
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(4) as pool, open(out, "w") as f:
+    f.writelines(c + "\n" for c in pool.map(code, range(count)))
 PY
 }
 cat > "$work/code.lua" <<LUA
@@ -221,8 +225,10 @@ cores=$(nproc)
 if [ "${CEILINGS:-1}" = 0 ]; then
   echo "machine: $cores cores; ceilings not measured (CEILINGS=0)"
 else
-rsa=$(openssl speed -multi "$cores" -seconds "$DURATION" rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}' | tail -1)
-argon2=$(target/release/examples/argon2_rate "$DURATION" | awk '{print $2}')
+# At most 5 s each: `openssl speed` spends as long again on verifications nobody reads.
+ceiling_seconds=$(( DURATION < 5 ? DURATION : 5 ))
+rsa=$(openssl speed -multi "$cores" -seconds "$ceiling_seconds" rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $6}' | tail -1)
+argon2=$(target/release/examples/argon2_rate "$ceiling_seconds" | awk '{print $2}')
 echo "machine: $cores cores; RSA-2048 ceiling $rsa signatures/s; argon2id ceiling $argon2 verifications/s"
 fi
 # Idle means idle: the argon2 workers keep their 19 MiB for 5 s after the start-up hashes.

@@ -3,10 +3,10 @@
 //! One signature is ~0.3–0.7 ms of CPU. Signed on a runtime worker, it blocks every
 //! task queued behind that worker for as long, and the tasks that suffer most are the
 //! ones holding something shared: a refresh holding SQLite's one writer connection
-//! waits for a worker at each of its ~6 hand-offs (acquire, BEGIN, UPDATE, INSERT,
-//! COMMIT, release). Measured (docs/performance.md, "Signing threads"): the writer was
-//! busy ~250 µs per rotation yet requests queued 60 ms for it, and the machine sat a
-//! third idle. Here the runtime only coordinates and the signatures run on `cores`
+//! waits for a worker at each hand-off to the connection's thread and back (the
+//! rotation had six then: acquire, BEGIN, UPDATE, INSERT, COMMIT, release). Measured
+//! (docs/performance.md, "Signing threads"): the writer was busy ~250 µs per rotation
+//! yet requests queued 60 ms for it, and the machine sat a third idle. Here the runtime only coordinates and the signatures run on `cores`
 //! threads of their own: a runtime worker woken by a database reply is free to run it.
 //! (Signing threads at nice +10 were measured too: 8 % fewer refreshes per second, the
 //! extra preemptions cost more CPU than the quicker wake-ups saved.)
