@@ -14,12 +14,13 @@ use super::error::Unavailable;
 use super::pages::{self, SESSION_COOKIE};
 use crate::oidc::authorize::{
     AuthorizationRequest, ClientView, ResponseMode, redirect_target, redirect_url, response_params,
-    too_old, validate,
+    validate,
 };
-use crate::oidc::claims::canonical_scope;
+use crate::oidc::decision::{self, Facts, SessionFacts, Step};
+use crate::oidc::logout::Hint;
 use crate::oidc::params::Params;
 use crate::oidc::registration::GrantType;
-use crate::oidc::{Error, ErrorCode};
+use crate::oidc::Error;
 use crate::storage::{ClientRecord, SessionRecord, unix_now};
 
 pub fn router() -> Router<AppState> {
@@ -138,28 +139,49 @@ pub async fn current_session(
 
 /// Decides the next step for a validated request. `request_id` is set once the request
 /// is stored (the login and consent pages resume it); `fresh_login` when the user has
-/// just authenticated for this very request (so `prompt=login`/`max_age` are met).
+/// just authenticated for this very request with `session` (recorded on the stored
+/// request, so that the later steps know `prompt=login`/`max_age` were met).
 pub async fn proceed(
     state: &AppState,
     jar: CookieJar,
-    request: AuthorizationRequest,
+    mut request: AuthorizationRequest,
     request_id: Option<String>,
     session: Option<SessionRecord>,
     fresh_login: bool,
 ) -> Response {
+    if fresh_login
+        && let (Some(id), Some(s)) = (request_id.as_deref(), session.as_ref())
+    {
+        match state
+            .sessions
+            .mark_signed_in(id, &mut request, &s.sid, unix_now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return (jar, expired_page(state)).into_response(),
+            Err(e) => return (jar, Unavailable::log(&e).into_response()).into_response(),
+        }
+    }
     // Whatever the outcome, the cookies set on the way (a new session) go with it.
-    let response = decide(state, request, request_id, session, fresh_login).await;
+    let response = match next_step(state, &request, session.as_ref(), false).await {
+        Ok(Step::Issue) => match session {
+            Some(s) => issue(state, &request, request_id.as_deref(), &s).await,
+            None => expired_page(state),
+        },
+        Ok(step) => act(state, step, &request, request_id).await,
+        Err(response) => *response,
+    };
     (jar, response).into_response()
 }
 
-async fn decide(
+/// Gathers the facts of the decision (a verified `id_token_hint`, the client, the
+/// consent on record) and takes it (`oidc::decision::next_step`).
+pub async fn next_step(
     state: &AppState,
-    request: AuthorizationRequest,
-    request_id: Option<String>,
-    session: Option<SessionRecord>,
-    fresh_login: bool,
-) -> Response {
-    let now = unix_now();
+    request: &AuthorizationRequest,
+    session: Option<&SessionRecord>,
+    consent_given_now: bool,
+) -> Result<Step, Box<Response>> {
     let hint_sub = match request
         .id_token_hint
         .as_deref()
@@ -168,69 +190,62 @@ async fn decide(
         None => None,
         Some(Some(sub)) => Some(sub),
         Some(None) => {
-            let e =
-                Error::invalid_request("id_token_hint is not an ID token issued by this provider");
-            return finish(state, &request, request_id.as_deref(), Err(&e)).await;
+            return Ok(Step::Refuse(Error::invalid_request(
+                "id_token_hint is not an ID token issued by this provider",
+            )));
         }
     };
-    // prompt=create: sign-up first, whoever is signed in; the new account then continues
-    // the request (account_pages::register_submit).
-    if request.prompt.create && !fresh_login && state.config.accounts.allow_registration {
-        return to_page(state, "/register", &request, request_id).await;
-    }
-    let session = session.filter(|s| {
-        fresh_login
-            || !(request.prompt.login
-                || too_old(s.auth_time, request.max_age, now)
-                || hint_sub.as_deref().is_some_and(|h| h != s.user_id))
-    });
-    let Some(session) = session else {
-        if request.prompt.none {
-            // OIDC Core §3.1.2.6: no UI may be shown.
-            let e = Error::new(ErrorCode::LoginRequired, "the user must sign in");
-            return finish(state, &request, request_id.as_deref(), Err(&e)).await;
-        }
-        return to_page(state, "/login", &request, request_id).await;
-    };
-
     let client = match state.clients.get(&request.client_id).await {
         Ok(Some(c)) => c,
         Ok(None) => {
-            return pages::error_page(
+            return Err(Box::new(pages::error_page(
                 state,
                 StatusCode::BAD_REQUEST,
                 "Unknown application",
                 "The application is no longer registered.",
-            );
+            )));
         }
-        Err(e) => return Unavailable::log(&e).into_response(),
+        Err(e) => return Err(Box::new(Unavailable::log(&e).into_response())),
     };
-    if !client.first_party {
-        let consented = if request.prompt.consent {
-            false
-        } else {
-            match state
-                .store
-                .has_consent(
-                    &session.user_id,
-                    &client.id,
-                    &canonical_scope(&request.scopes),
-                )
-                .await
-            {
-                Ok(c) => c,
-                Err(e) => return Unavailable::log(&e).into_response(),
-            }
-        };
-        if !consented {
-            if request.prompt.none {
-                let e = Error::new(ErrorCode::ConsentRequired, "the user must consent");
-                return finish(state, &request, request_id.as_deref(), Err(&e)).await;
-            }
-            return to_page(state, "/consent", &request, request_id).await;
-        }
+    let consented = match session {
+        Some(s) if !client.first_party => state
+            .store
+            .consents(&s.user_id, &client.id)
+            .await
+            .map_err(|e| Box::new(Unavailable::log(&e).into_response()))?,
+        _ => Vec::new(),
+    };
+    Ok(decision::next_step(&Facts {
+        request,
+        session: session.map(|s| SessionFacts {
+            sid: &s.sid,
+            user_id: &s.user_id,
+            auth_time: s.auth_time,
+        }),
+        hint_sub: hint_sub.as_deref(),
+        first_party: client.first_party,
+        registration_open: state.config.accounts.allow_registration,
+        consented: &consented,
+        consent_given_now,
+        now: unix_now(),
+    }))
+}
+
+/// Carries out a step other than issuing a code.
+pub async fn act(
+    state: &AppState,
+    step: Step,
+    request: &AuthorizationRequest,
+    request_id: Option<String>,
+) -> Response {
+    match step {
+        Step::Register => to_page(state, "/register", request, request_id).await,
+        Step::Login => to_page(state, "/login", request, request_id).await,
+        Step::Consent => to_page(state, "/consent", request, request_id).await,
+        Step::Refuse(e) => finish(state, request, request_id.as_deref(), Err(&e)).await,
+        // Issuing needs the session; the callers that have one issue themselves.
+        Step::Issue => expired_page(state),
     }
-    issue(state, &request, request_id.as_deref(), &session).await
 }
 
 /// Stores the request (once) and sends the browser to a page that resumes it.
@@ -343,12 +358,9 @@ fn respond(
     }
 }
 
-/// OIDC Core §3.1.2.1 `id_token_hint`: an ID token we signed (expired is fine); its
-/// `sub`.
+/// OIDC Core §3.1.2.1 `id_token_hint`: an ID token we signed (expired is fine; an
+/// access token is not an ID token, whatever its signature), its `sub`.
 fn hinted_subject(state: &AppState, token: &str) -> Option<String> {
-    let (claims, _) = state.keys.current().verify(token).ok()?;
-    if claims.get("iss")?.as_str()? != state.config.server.issuer {
-        return None;
-    }
-    claims.get("sub")?.as_str().map(str::to_string)
+    let (claims, typ) = state.keys.current().verify(token).ok()?;
+    Hint::from_claims(&claims, typ.as_deref(), &state.config.server.issuer).map(|h| h.sub)
 }

@@ -13,11 +13,14 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 use super::AppState;
-use super::authorize::{current_session, expired_page, finish, is_form, issue, proceed};
+use super::authorize::{
+    act, current_session, expired_page, finish, is_form, issue, next_step, proceed,
+};
 use super::error::Unavailable;
 use super::pages;
 use crate::oidc::authorize::AuthorizationRequest;
-use crate::oidc::claims::{canonical_scope, describe_scope};
+use crate::oidc::claims::{canonical_scope, describe_claim, describe_scope};
+use crate::oidc::decision::{CLAIM_ITEM, Step, consent_items};
 use crate::oidc::params::Params;
 use crate::oidc::{Error, ErrorCode};
 use crate::storage::unix_now;
@@ -249,23 +252,33 @@ async fn consent_page(
         Err(response) => return *response,
     };
     let session = match current_session(&state, &jar).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Redirect::to(&format!("/login?req={req}")).into_response(),
+        Ok(s) => s,
         Err(response) => return *response,
+    };
+    // The page opened directly must not stand in for a step the request still needs
+    // (a sign-in for prompt=login or max_age, another user's session).
+    let step = match next_step(&state, &request, session.as_ref(), false).await {
+        Ok(step) => step,
+        Err(response) => return *response,
+    };
+    let session = match (step, session) {
+        (Step::Consent | Step::Issue, Some(s)) => s,
+        (Step::Issue, None) => return expired_page(&state),
+        (step, _) => return act(&state, step, &request, Some(req)).await,
     };
     let username = match state.store.find_user_by_id(&session.user_id).await {
         Ok(Some(u)) => u.username,
         Ok(None) => return Redirect::to(&format!("/login?req={req}")).into_response(),
         Err(e) => return Unavailable::log(&e).into_response(),
     };
-    let scopes: Vec<ScopeItem> = request
-        .scopes
-        .iter()
-        .map(|s| ScopeItem {
-            name: s.clone(),
-            description: describe_scope(s),
-        })
-        .collect();
+    let mut scopes: Vec<ScopeItem> = Vec::new();
+    for item in consent_items(&request) {
+        let (name, description) = match item.strip_prefix(CLAIM_ITEM) {
+            Some(claim) => (item.clone(), describe_claim(claim)),
+            None => (item.clone(), describe_scope(&item)),
+        };
+        scopes.push(ScopeItem { name, description });
+    }
     let (jar, secret) = pages::csrf_secret(&state, jar);
     let context = serde_json::json!({
         "client_name": client_name(&state, &request.client_id).await,
@@ -323,10 +336,20 @@ async fn consent_submit(
     };
     match form.get("decision") {
         Some("allow") => {
-            let scope = canonical_scope(&request.scopes);
+            // Every rule is checked again here: allowing consent never stands in for a
+            // sign-in the request still needs (OIDC Core §3.1.2.1 prompt, max_age).
+            let step = match next_step(&state, &request, Some(&session), true).await {
+                Ok(step) => step,
+                Err(response) => return *response,
+            };
+            if step != Step::Issue {
+                return act(&state, step, &request, Some(req)).await;
+            }
+            // OIDC Core §3.1.2.4: remembered are exactly the scopes and claims shown.
+            let items = consent_items(&request).join(" ");
             if let Err(e) = state
                 .store
-                .grant_consent(&session.user_id, &request.client_id, &scope, unix_now())
+                .grant_consent(&session.user_id, &request.client_id, &items, unix_now())
                 .await
             {
                 return Unavailable::log(&e).into_response();

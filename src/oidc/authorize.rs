@@ -85,6 +85,10 @@ pub struct AuthorizationRequest {
     pub id_token_hint: Option<String>,
     pub login_hint: Option<String>,
     pub claims: ClaimsRequest,
+    /// The session the user started on the login page for this very request (it meets
+    /// `prompt=login` and `max_age`); none until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_sid: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -299,6 +303,7 @@ pub fn validate(
         id_token_hint: params.get("id_token_hint").map(str::to_string),
         login_hint: params.get("login_hint").map(str::to_string),
         claims,
+        signed_in_sid: None,
     })
 }
 

@@ -31,8 +31,26 @@ pub fn describe_scope(scope: &str) -> String {
         )
 }
 
+/// What the consent page says for a claim asked for by name (OIDC Core §5.5).
+pub fn describe_claim(claim: &str) -> String {
+    let text = match claim {
+        "name" => "Your full name",
+        "given_name" => "Your given name",
+        "family_name" => "Your family name",
+        "preferred_username" => "Your username",
+        "picture" => "Your picture",
+        "locale" => "Your language",
+        "updated_at" => "When your profile last changed",
+        "email" => "Your e-mail address",
+        "email_verified" => "Whether your e-mail address is verified",
+        "roles" => "Your roles",
+        other => return format!("Your “{other}”"),
+    };
+    text.to_string()
+}
+
 /// OIDC Core §5.4: the claims each scope releases.
-fn claims_of_scope(scope: &str) -> &'static [&'static str] {
+pub fn claims_of_scope(scope: &str) -> &'static [&'static str] {
     match scope {
         "profile" => &[
             "name",

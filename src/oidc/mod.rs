@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod claims;
+pub mod decision;
 pub mod discovery;
 pub mod error;
 pub mod logout;

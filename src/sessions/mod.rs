@@ -186,6 +186,23 @@ impl Sessions {
         }
     }
 
+    /// Records on the pending request that the user signed in for it with session
+    /// `sid`; false when the request is gone (expired or answered).
+    pub async fn mark_signed_in(
+        &self,
+        id: &str,
+        request: &mut AuthorizationRequest,
+        sid: &str,
+        now: i64,
+    ) -> Result<bool, SessionError> {
+        request.signed_in_sid = Some(sid.to_string());
+        let json = serde_json::to_string(request)?;
+        Ok(self
+            .store
+            .update_authorization_request(&hash_opaque(id), &json, now)
+            .await?)
+    }
+
     /// Marks a pending request answered; false when it already was.
     pub async fn complete_request(&self, id: &str, now: i64) -> Result<bool, SessionError> {
         Ok(self

@@ -172,6 +172,29 @@ impl Store {
         }))
     }
 
+    /// Rewrites a pending request (the progress it records); false when it expired or
+    /// was answered meanwhile.
+    pub async fn update_authorization_request(
+        &self,
+        id_hash: &[u8],
+        request_json: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let done = dispatch_write!(self, pool => {
+            sqlx::query(
+                "UPDATE authorization_requests SET request = $2 \
+                 WHERE id_hash = $1 AND completed_at IS NULL AND expires_at > $3",
+            )
+            .bind(id_hash)
+            .bind(request_json)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     /// Marks a pending request completed; false when it was already (a pending request
     /// answers once).
     pub async fn complete_authorization_request(&self, id_hash: &[u8], now: i64) -> Result<bool> {
@@ -319,18 +342,17 @@ impl Store {
         Ok(found.is_some())
     }
 
-    pub async fn has_consent(&self, user_id: &str, client_id: &str, scope: &str) -> Result<bool> {
-        let found: Option<i64> = dispatch!(self, pool => {
+    /// Every consent this user gave this client, each a space-separated item set.
+    pub async fn consents(&self, user_id: &str, client_id: &str) -> Result<Vec<String>> {
+        Ok(dispatch!(self, pool => {
             sqlx::query_scalar(
-                "SELECT granted_at FROM consents WHERE user_id = $1 AND client_id = $2 AND scope = $3",
+                "SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2",
             )
             .bind(user_id)
             .bind(client_id)
-            .bind(scope)
-            .fetch_optional(pool)
+            .fetch_all(pool)
             .await?
-        });
-        Ok(found.is_some())
+        }))
     }
 
     pub async fn grant_consent(
