@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::oidc::claims::claims_of_scope;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -279,6 +280,25 @@ async fn bearer_caller(
     headers: &HeaderMap,
     need: Need,
 ) -> Result<(UserRecord, Option<String>), ApiError> {
+    bearer_token_caller(state, headers, need)
+        .await
+        .map(|c| (c.user, c.sid))
+}
+
+/// Who calls with a bearer token, and what the token allows.
+struct Caller {
+    user: UserRecord,
+    sid: Option<String>,
+    /// None for a first-party client's token (the whole profile); else the token's
+    /// scopes, which bound the claims it may read.
+    third_party_scopes: Option<Vec<String>>,
+}
+
+async fn bearer_token_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    need: Need,
+) -> Result<Caller, ApiError> {
     let bearer = |status, code, description| {
         ApiError::Bearer(Box::new(bearer_error(status, code, description)))
     };
@@ -330,8 +350,19 @@ async fn bearer_caller(
         .get("sid")
         .and_then(Value::as_str)
         .map(str::to_string);
+    let third_party_scopes = (!first_party).then(|| {
+        str_claim("scope")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
     match state.store.find_user_by_id(str_claim("sub")).await {
-        Ok(Some(user)) if !user.disabled => Ok((user, sid)),
+        Ok(Some(user)) if !user.disabled => Ok(Caller {
+            user,
+            sid,
+            third_party_scopes,
+        }),
         Ok(_) => Err(SelfServiceError::NoAccount.into()),
         Err(e) => Err(ApiError::Internal(Box::new(
             Unavailable::log(&e).into_response(),
@@ -363,8 +394,23 @@ fn profile_response(user: &UserRecord) -> Response {
 }
 
 async fn me(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
-    let user = bearer_user(&state, &headers, Need::Read).await?;
-    Ok(profile_response(&user))
+    let caller = bearer_token_caller(&state, &headers, Need::Read).await?;
+    let mut profile = profile_json(&caller.user);
+    if let (Some(scopes), Some(fields)) = (&caller.third_party_scopes, profile.as_object_mut()) {
+        // OIDC Core §5.4: another application's token reads only the claims its scopes
+        // release (consented on the consent page), as at UserInfo.
+        fields.retain(|field, _| {
+            let claim = if field == "username" {
+                "preferred_username"
+            } else {
+                field.as_str()
+            };
+            field == "sub" || scopes.iter().any(|s| claims_of_scope(s).contains(&claim))
+        });
+    }
+    let mut response = (StatusCode::OK, Json(profile)).into_response();
+    no_store(response.headers_mut());
+    Ok(response)
 }
 
 #[derive(Deserialize)]

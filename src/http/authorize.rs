@@ -12,6 +12,7 @@ use axum_extra::extract::cookie::CookieJar;
 use super::AppState;
 use super::error::Unavailable;
 use super::pages::{self, SESSION_COOKIE};
+use crate::oidc::Error;
 use crate::oidc::authorize::{
     AuthorizationRequest, ClientView, ResponseMode, redirect_target, redirect_url, response_params,
     validate,
@@ -20,7 +21,6 @@ use crate::oidc::decision::{self, Facts, SessionFacts, Step};
 use crate::oidc::logout::Hint;
 use crate::oidc::params::Params;
 use crate::oidc::registration::GrantType;
-use crate::oidc::Error;
 use crate::storage::{ClientRecord, SessionRecord, unix_now};
 
 pub fn router() -> Router<AppState> {
@@ -149,9 +149,7 @@ pub async fn proceed(
     session: Option<SessionRecord>,
     fresh_login: bool,
 ) -> Response {
-    if fresh_login
-        && let (Some(id), Some(s)) = (request_id.as_deref(), session.as_ref())
-    {
+    if fresh_login && let (Some(id), Some(s)) = (request_id.as_deref(), session.as_ref()) {
         match state
             .sessions
             .mark_signed_in(id, &mut request, &s.sid, unix_now())

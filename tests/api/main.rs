@@ -12,6 +12,7 @@ mod backchannel;
 mod bad_input;
 mod cli;
 mod config_errors;
+mod consent_security;
 mod cors;
 mod discovery;
 mod faults;
