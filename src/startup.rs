@@ -182,6 +182,11 @@ impl Application {
         self.port
     }
 
+    /// The management listener's port (`server.metrics_bind`), when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        None
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
