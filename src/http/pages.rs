@@ -238,11 +238,9 @@ pub fn csrf_ok(jar: &CookieJar, request_id: &str, token: Option<&str>) -> bool {
 /// script runs under a per-response nonce; the form may post only to the client.
 pub fn form_post(state: &AppState, action: &str, params: &[(&'static str, String)]) -> Response {
     let nonce = crate::sessions::new_opaque();
-    let origin = url::Url::parse(action)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
+    let target = form_action_source(action);
     let csp = format!(
-        "default-src 'none'; style-src 'self'; script-src 'nonce-{nonce}'; form-action {origin}; \
+        "default-src 'none'; style-src 'self'; script-src 'nonce-{nonce}'; form-action {target}; \
          frame-ancestors 'none'; base-uri 'none'"
     );
     let pairs: Vec<[&str; 2]> = params.iter().map(|(k, v)| [*k, v.as_str()]).collect();
@@ -255,9 +253,46 @@ pub fn form_post(state: &AppState, action: &str, params: &[(&'static str, String
     )
 }
 
+/// The CSP3 source expression (§2.3.1) that lets the form reach `action`: its origin
+/// for http(s) (a `host-source`; not the path, since a browser also checks the
+/// client's own redirects after the post against form-action), the bare scheme for a
+/// native app's private-use scheme such as `com.example.app:/cb` (a `scheme-source`,
+/// RFC 8252 §7.1), whose origin is opaque and would serialise as `null`. Anything else,
+/// or a value that could end the directive (`;`, `,`, space), gives `'none'`.
+fn form_action_source(action: &str) -> String {
+    let Ok(url) = url::Url::parse(action) else {
+        return "'none'".into();
+    };
+    let source = match url.scheme() {
+        "http" | "https" => url.origin().ascii_serialization(),
+        scheme => format!("{scheme}:"),
+    };
+    // RFC 3986 §3.1 schemes and serialised origins use only these characters.
+    let safe = source != "null"
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.:/[]".contains(&b));
+    if safe { source } else { "'none'".into() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_action_sources() {
+        for (action, want) in [
+            ("https://rp.example/cb?x=1", "https://rp.example"),
+            ("http://127.0.0.1:8123/native", "http://127.0.0.1:8123"),
+            ("https://[::1]:9/cb", "https://[::1]:9"),
+            ("com.example.app:/cb", "com.example.app:"),
+            ("com.example.app:/cb;%20script-src%20*", "com.example.app:"),
+            ("not a url", "'none'"),
+            ("", "'none'"),
+        ] {
+            assert_eq!(form_action_source(action), want, "{action}");
+        }
+    }
 
     #[test]
     fn every_template_compiles() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{CLIENT_SECRET, PASSWORD, REDIRECT, TestDb, USER, hidden_input};
+use crate::helpers::{CLIENT_SECRET, PASSWORD, REDIRECT, TestDb, USER, hidden_input, html_decode};
 
 const NATIVE: &str = "native";
 const NATIVE_REDIRECT: &str = "com.example.app:/cb";
@@ -440,7 +440,7 @@ async fn form_post_csp_allows_the_redirect_target() {
         assert!(csp.contains(want), "{client}: {csp}");
         assert!(!csp.contains("null"), "{client}: {csp}");
         let html = response.text().await.unwrap();
-        assert!(html.contains(redirect), "{html}");
+        assert!(html_decode(&html).contains(redirect), "{html}");
     }
     app.stop().await;
 }
