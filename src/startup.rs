@@ -154,7 +154,9 @@ impl Application {
             store.clone(),
             Duration::from_secs(config.database.client_cache_seconds),
         );
+        let cookies = crate::http::pages::CookieNames::for_issuer(&config.server.issuer);
         let state = AppState::new(crate::http::Shared {
+            cookies,
             logout_wake: Arc::new(tokio::sync::Notify::new()),
             clients: Arc::new(clients),
             selfservice,

@@ -94,6 +94,8 @@ pub struct Shared {
     pub trusted_proxies: Arc<Vec<crate::ratelimit::client_ip::Block>>,
     /// The audit trail's queue.
     pub audit: crate::audit::Audit,
+    /// Cookie names, from the issuer.
+    pub cookies: pages::CookieNames,
 }
 
 impl AppState {
