@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub shutdown_timeout_seconds: u64,
     /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
+    /// A separate listener for `/metrics`, `/healthz` and `/readyz` (then not served on
+    /// `bind`), so they can stay on an internal interface.
+    pub metrics_bind: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             issuer: "http://localhost:9000".into(),
             shutdown_timeout_seconds: 30,
             trusted_proxies: Vec::new(),
+            metrics_bind: None,
         }
     }
 }
@@ -485,7 +489,17 @@ impl Config {
 
     /// Every rule that serde cannot express. Returns the first violation.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_bind(&self.server.bind)?;
+        validate_bind("server.bind", &self.server.bind)?;
+        if let Some(metrics) = &self.server.metrics_bind {
+            validate_bind("server.metrics_bind", metrics)?;
+            if metrics.parse::<SocketAddr>().ok() == self.server.bind.parse::<SocketAddr>().ok() {
+                return Err(ConfigError::new(
+                    "server.metrics_bind",
+                    format!("{metrics:?}"),
+                    "an address and port other than server.bind's",
+                ));
+            }
+        }
         validate_issuer(&self.server.issuer)?;
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
             validate_origin(&format!("cors.allowed_origins[{i}]"), origin)?;
@@ -861,10 +875,10 @@ fn toml_message(msg: &str) -> String {
         .join(": ")
 }
 
-fn validate_bind(bind: &str) -> Result<(), ConfigError> {
+fn validate_bind(key: &str, bind: &str) -> Result<(), ConfigError> {
     bind.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
         ConfigError::new(
-            "server.bind",
+            key,
             format!("{bind:?}"),
             "an IP address and port such as \"127.0.0.1:9000\" or \"[::]:9000\"",
         )

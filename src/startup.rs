@@ -61,6 +61,8 @@ pub fn password_hasher() -> Result<PasswordHasher, StartupError> {
 pub struct Application {
     listener: TcpListener,
     port: u16,
+    /// `server.metrics_bind`'s listener and port.
+    management: Option<(TcpListener, u16)>,
     state: AppState,
     shutdown_timeout: Duration,
 }
@@ -81,6 +83,18 @@ impl Application {
                 source,
             })?
             .port();
+        let management = match &config.server.metrics_bind {
+            Some(bind) => {
+                let failed = |source| StartupError::Bind {
+                    bind: bind.clone(),
+                    source,
+                };
+                let listener = TcpListener::bind(bind).await.map_err(failed)?;
+                let port = listener.local_addr().map_err(failed)?.port();
+                Some((listener, port))
+            }
+            None => None,
+        };
         let store = open_store(&config).await?;
         let keys = KeyRing::load(store.clone(), &config.keys.dir).await?;
         Clients::new(store.clone())
@@ -175,6 +189,7 @@ impl Application {
         Ok(Self {
             listener,
             port,
+            management,
             state,
             shutdown_timeout,
         })
@@ -186,7 +201,7 @@ impl Application {
 
     /// The management listener's port (`server.metrics_bind`), when there is one.
     pub fn metrics_port(&self) -> Option<u16> {
-        None
+        self.management.as_ref().map(|(_, port)| *port)
     }
 
     pub fn state(&self) -> &AppState {
@@ -233,17 +248,29 @@ impl Application {
         );
         let stopping = Arc::new(tokio::sync::Notify::new());
         let notify = stopping.clone();
+        // One signal stops both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stop_on_signal = tokio::spawn(async move {
+            signal.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop.send(true);
+            notify.notify_one();
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
         let router = app(self.state.clone());
         let server = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            notify.notify_one();
-        });
+        .with_graceful_shutdown(until_stopped(stopped.clone()));
         let mut server = tokio::spawn(async move { server.await });
+        let management = self.management.map(|(listener, _)| {
+            let server = axum::serve(listener, crate::http::management(self.state.clone()))
+                .with_graceful_shutdown(until_stopped(stopped.clone()));
+            tokio::spawn(async move { server.await })
+        });
         let timeout = self.shutdown_timeout;
         let result = tokio::select! {
             joined = &mut server => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
@@ -253,6 +280,16 @@ impl Application {
                 Ok(())
             }
         };
+        if let Some(mut management) = management {
+            // Probes answer at once; do not wait for a stuck scrape beyond the timeout.
+            if tokio::time::timeout(timeout, &mut management)
+                .await
+                .is_err()
+            {
+                management.abort();
+            }
+        }
+        stop_on_signal.abort();
         reloader.abort();
         purger.abort();
         if let Some(logouts) = logouts {

@@ -164,6 +164,19 @@ fn api_cors(config: &Config) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// The management listener's routes (`server.metrics_bind`): liveness, readiness and
+/// metrics, nothing else.
+pub fn management(state: AppState) -> Router {
+    health::router()
+        .fallback(error::not_found)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+}
+
 pub fn app(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let cors = api_cors(&state.config);
@@ -185,9 +198,16 @@ pub fn app(state: AppState) -> Router {
                 .layer(cors),
         )
         .layer(axum::middleware::from_fn(detach::run_to_completion));
+    // With `server.metrics_bind` the probes and metrics live on their own listener
+    // (`management`) and are not found here.
+    let probes = if state.config.server.metrics_bind.is_some() {
+        Router::new()
+    } else {
+        health::router()
+    };
     let router = Router::new()
         .merge(discovery::router())
-        .merge(health::router())
+        .merge(probes)
         .merge(writers)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(error::standard_rejection))
