@@ -244,6 +244,16 @@ pub struct RateLimitConfig {
     pub password_failures_per_minute: u32,
     pub password_failures_per_minute_per_ip: u32,
     pub requests_per_minute_per_ip: u32,
+    /// Flood control: a per-client-address request rate in front of the routes that
+    /// cost CPU or mail (`ratelimit::flood`).
+    pub flood_control: bool,
+    /// Sustained requests per second per client address (GCRA emission rate).
+    pub flood_requests_per_second: f64,
+    /// Requests a client address may send at once before the rate applies.
+    pub flood_burst: u32,
+    /// Loopback clients (local tools, health checks, a proxy on the same host that is
+    /// not in `server.trusted_proxies`) are not limited.
+    pub flood_exempt_loopback: bool,
 }
 
 impl Default for RateLimitConfig {
@@ -256,6 +266,10 @@ impl Default for RateLimitConfig {
             password_failures_per_minute: 5,
             password_failures_per_minute_per_ip: 30,
             requests_per_minute_per_ip: 10,
+            flood_control: true,
+            flood_requests_per_second: 20.0,
+            flood_burst: 100,
+            flood_exempt_loopback: true,
         }
     }
 }
@@ -713,6 +727,23 @@ impl Config {
             if !(1..=100_000).contains(&value) {
                 return Err(ConfigError::new(key, value, "1 to 100000"));
             }
+        }
+        // The GCRA period is 1 / rate: these bounds keep it between 1 µs and ~3 hours.
+        if !(r.flood_requests_per_second.is_finite()
+            && (0.0001..=1_000_000.0).contains(&r.flood_requests_per_second))
+        {
+            return Err(ConfigError::new(
+                "ratelimit.flood_requests_per_second",
+                r.flood_requests_per_second,
+                "a number of requests per second greater than 0, from 0.0001 to 1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&r.flood_burst) {
+            return Err(ConfigError::new(
+                "ratelimit.flood_burst",
+                r.flood_burst,
+                "1 to 1000000",
+            ));
         }
         if let Some(header) = &r.client_ip_header
             && !is_header_name(header)

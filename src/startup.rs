@@ -111,12 +111,17 @@ impl Application {
         ))
         .map_err(|e| StartupError::Other(e.to_string()))?;
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
-        let trusted_proxies = config
-            .server
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| crate::ratelimit::client_ip::Block::parse(p))
-            .collect();
+        let trusted_proxies: Arc<Vec<_>> = Arc::new(
+            config
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::ratelimit::client_ip::Block::parse(p))
+                .collect(),
+        );
+        let flood =
+            crate::ratelimit::flood::Flood::from_config(&config.ratelimit, trusted_proxies.clone())
+                .map(Arc::new);
         let rates = crate::ratelimit::Rates {
             failures_per_user: config.ratelimit.password_failures_per_minute,
             failures_per_ip: config.ratelimit.password_failures_per_minute_per_ip,
@@ -182,7 +187,8 @@ impl Application {
             accounts,
             sessions,
             templates: Arc::new(templates),
-            trusted_proxies: Arc::new(trusted_proxies),
+            trusted_proxies,
+            flood,
             limits: Arc::new(limits),
             audit: crate::audit::Audit::new(),
         });
@@ -222,6 +228,11 @@ impl Application {
             self.state.keys.clone(),
             Duration::from_secs(self.state.config.keys.reload_seconds),
         ));
+        let flood_pruner = self
+            .state
+            .flood
+            .clone()
+            .map(|flood| tokio::spawn(prune_flood_periodically(flood)));
         let purger = tokio::spawn(purge_periodically(
             self.state.store.clone(),
             Duration::from_secs(self.state.config.database.purge_interval_minutes * 60),
@@ -290,6 +301,9 @@ impl Application {
             }
         }
         stop_on_signal.abort();
+        if let Some(pruner) = flood_pruner {
+            pruner.abort();
+        }
         reloader.abort();
         purger.abort();
         if let Some(logouts) = logouts {
@@ -321,6 +335,17 @@ async fn reload_keys(keys: KeyRing, every: Duration) {
         if let Err(e) = keys.reload().await {
             tracing::warn!(error = %e, "signing keys not reloaded");
         }
+    }
+}
+
+/// Drops the flood-control buckets of addresses that have gone quiet, so memory follows
+/// the active clients, not every address ever seen.
+async fn prune_flood_periodically(flood: Arc<crate::ratelimit::flood::Flood>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        flood.prune();
     }
 }
 
