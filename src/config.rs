@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub shutdown_timeout_seconds: u64,
     /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
+    /// A separate listener for `/metrics`, `/healthz` and `/readyz` (then not served on
+    /// `bind`), so they can stay on an internal interface.
+    pub metrics_bind: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             issuer: "http://localhost:9000".into(),
             shutdown_timeout_seconds: 30,
             trusted_proxies: Vec::new(),
+            metrics_bind: None,
         }
     }
 }
@@ -240,6 +244,16 @@ pub struct RateLimitConfig {
     pub password_failures_per_minute: u32,
     pub password_failures_per_minute_per_ip: u32,
     pub requests_per_minute_per_ip: u32,
+    /// Flood control: a per-client-address request rate in front of the routes that
+    /// cost CPU or mail (`ratelimit::flood`).
+    pub flood_control: bool,
+    /// Sustained requests per second per client address (GCRA emission rate).
+    pub flood_requests_per_second: f64,
+    /// Requests a client address may send at once before the rate applies.
+    pub flood_burst: u32,
+    /// Loopback clients (local tools, health checks, a proxy on the same host that is
+    /// not in `server.trusted_proxies`) are not limited.
+    pub flood_exempt_loopback: bool,
 }
 
 impl Default for RateLimitConfig {
@@ -252,6 +266,10 @@ impl Default for RateLimitConfig {
             password_failures_per_minute: 5,
             password_failures_per_minute_per_ip: 30,
             requests_per_minute_per_ip: 10,
+            flood_control: true,
+            flood_requests_per_second: 20.0,
+            flood_burst: 100,
+            flood_exempt_loopback: true,
         }
     }
 }
@@ -485,7 +503,17 @@ impl Config {
 
     /// Every rule that serde cannot express. Returns the first violation.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_bind(&self.server.bind)?;
+        validate_bind("server.bind", &self.server.bind)?;
+        if let Some(metrics) = &self.server.metrics_bind {
+            validate_bind("server.metrics_bind", metrics)?;
+            if metrics.parse::<SocketAddr>().ok() == self.server.bind.parse::<SocketAddr>().ok() {
+                return Err(ConfigError::new(
+                    "server.metrics_bind",
+                    format!("{metrics:?}"),
+                    "an address and port other than server.bind's",
+                ));
+            }
+        }
         validate_issuer(&self.server.issuer)?;
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
             validate_origin(&format!("cors.allowed_origins[{i}]"), origin)?;
@@ -700,6 +728,23 @@ impl Config {
                 return Err(ConfigError::new(key, value, "1 to 100000"));
             }
         }
+        // The GCRA period is 1 / rate: these bounds keep it between 1 µs and ~3 hours.
+        if !(r.flood_requests_per_second.is_finite()
+            && (0.0001..=1_000_000.0).contains(&r.flood_requests_per_second))
+        {
+            return Err(ConfigError::new(
+                "ratelimit.flood_requests_per_second",
+                r.flood_requests_per_second,
+                "a number of requests per second greater than 0, from 0.0001 to 1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&r.flood_burst) {
+            return Err(ConfigError::new(
+                "ratelimit.flood_burst",
+                r.flood_burst,
+                "1 to 1000000",
+            ));
+        }
         if let Some(header) = &r.client_ip_header
             && !is_header_name(header)
         {
@@ -861,10 +906,10 @@ fn toml_message(msg: &str) -> String {
         .join(": ")
 }
 
-fn validate_bind(bind: &str) -> Result<(), ConfigError> {
+fn validate_bind(key: &str, bind: &str) -> Result<(), ConfigError> {
     bind.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
         ConfigError::new(
-            "server.bind",
+            key,
             format!("{bind:?}"),
             "an IP address and port such as \"127.0.0.1:9000\" or \"[::]:9000\"",
         )

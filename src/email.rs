@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, Message};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::ExposeSecret;
 
 use crate::config::{EmailConfig, EmailTransport};
@@ -53,7 +53,10 @@ fn body(text: String) -> Body {
 
 #[derive(Clone)]
 enum Transport {
-    File(AsyncFileTransport<Tokio1Executor>),
+    /// The outbox directory. Files are written here rather than by lettre's file
+    /// transport, which creates them with the umask's mode (0644): a mail holds a live
+    /// reset link, so it is 0600, in a 0700 directory.
+    File(PathBuf),
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
 }
 
@@ -89,10 +92,10 @@ impl Mailer {
             }
             (EmailTransport::File, _) => {
                 let dir = PathBuf::from(&config.outbox_dir);
-                std::fs::create_dir_all(&dir).map_err(|e| {
+                crate::private_files::create_dir(&dir).map_err(|e| {
                     MailError::Send(format!("email.outbox_dir {}: {e}", dir.display()))
                 })?;
-                Transport::File(AsyncFileTransport::new(dir))
+                Transport::File(dir)
             }
         };
         Ok(Self { from, transport })
@@ -111,11 +114,13 @@ impl Mailer {
             .body(body(mail.body))
             .map_err(|e| MailError::Build(e.to_string()))?;
         match &self.transport {
-            Transport::File(t) => t
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|e| MailError::Send(e.to_string())),
+            Transport::File(dir) => {
+                // The same `<uuid>.eml` layout and bytes as lettre's file transport.
+                let path = dir.join(format!("{}.eml", uuid::Uuid::new_v4()));
+                crate::private_files::write_new(&path, &message.formatted())
+                    .await
+                    .map_err(|e| MailError::Send(format!("{}: {e}", path.display())))
+            }
             Transport::Smtp(t) => t
                 .send(message)
                 .await

@@ -15,6 +15,7 @@ pub mod http;
 pub mod keys;
 pub mod memory;
 pub mod oidc;
+pub mod private_files;
 pub mod ratelimit;
 pub mod sessions;
 pub mod startup;

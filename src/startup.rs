@@ -61,6 +61,8 @@ pub fn password_hasher() -> Result<PasswordHasher, StartupError> {
 pub struct Application {
     listener: TcpListener,
     port: u16,
+    /// `server.metrics_bind`'s listener and port.
+    management: Option<(TcpListener, u16)>,
     state: AppState,
     shutdown_timeout: Duration,
 }
@@ -81,6 +83,18 @@ impl Application {
                 source,
             })?
             .port();
+        let management = match &config.server.metrics_bind {
+            Some(bind) => {
+                let failed = |source| StartupError::Bind {
+                    bind: bind.clone(),
+                    source,
+                };
+                let listener = TcpListener::bind(bind).await.map_err(failed)?;
+                let port = listener.local_addr().map_err(failed)?.port();
+                Some((listener, port))
+            }
+            None => None,
+        };
         let store = open_store(&config).await?;
         let keys = KeyRing::load(store.clone(), &config.keys.dir).await?;
         Clients::new(store.clone())
@@ -97,12 +111,17 @@ impl Application {
         ))
         .map_err(|e| StartupError::Other(e.to_string()))?;
         let shutdown_timeout = Duration::from_secs(config.server.shutdown_timeout_seconds);
-        let trusted_proxies = config
-            .server
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| crate::ratelimit::client_ip::Block::parse(p))
-            .collect();
+        let trusted_proxies: Arc<Vec<_>> = Arc::new(
+            config
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::ratelimit::client_ip::Block::parse(p))
+                .collect(),
+        );
+        let flood =
+            crate::ratelimit::flood::Flood::from_config(&config.ratelimit, trusted_proxies.clone())
+                .map(Arc::new);
         let rates = crate::ratelimit::Rates {
             failures_per_user: config.ratelimit.password_failures_per_minute,
             failures_per_ip: config.ratelimit.password_failures_per_minute_per_ip,
@@ -154,7 +173,9 @@ impl Application {
             store.clone(),
             Duration::from_secs(config.database.client_cache_seconds),
         );
+        let cookies = crate::http::pages::CookieNames::for_issuer(&config.server.issuer);
         let state = AppState::new(crate::http::Shared {
+            cookies,
             logout_wake: Arc::new(tokio::sync::Notify::new()),
             clients: Arc::new(clients),
             selfservice,
@@ -166,13 +187,15 @@ impl Application {
             accounts,
             sessions,
             templates: Arc::new(templates),
-            trusted_proxies: Arc::new(trusted_proxies),
+            trusted_proxies,
+            flood,
             limits: Arc::new(limits),
             audit: crate::audit::Audit::new(),
         });
         Ok(Self {
             listener,
             port,
+            management,
             state,
             shutdown_timeout,
         })
@@ -180,6 +203,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The management listener's port (`server.metrics_bind`), when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.management.as_ref().map(|(_, port)| *port)
     }
 
     pub fn state(&self) -> &AppState {
@@ -200,6 +228,11 @@ impl Application {
             self.state.keys.clone(),
             Duration::from_secs(self.state.config.keys.reload_seconds),
         ));
+        let flood_pruner = self
+            .state
+            .flood
+            .clone()
+            .map(|flood| tokio::spawn(prune_flood_periodically(flood)));
         let purger = tokio::spawn(purge_periodically(
             self.state.store.clone(),
             Duration::from_secs(self.state.config.database.purge_interval_minutes * 60),
@@ -226,17 +259,29 @@ impl Application {
         );
         let stopping = Arc::new(tokio::sync::Notify::new());
         let notify = stopping.clone();
+        // One signal stops both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stop_on_signal = tokio::spawn(async move {
+            signal.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop.send(true);
+            notify.notify_one();
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
         let router = app(self.state.clone());
         let server = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            notify.notify_one();
-        });
+        .with_graceful_shutdown(until_stopped(stopped.clone()));
         let mut server = tokio::spawn(async move { server.await });
+        let management = self.management.map(|(listener, _)| {
+            let server = axum::serve(listener, crate::http::management(self.state.clone()))
+                .with_graceful_shutdown(until_stopped(stopped.clone()));
+            tokio::spawn(async move { server.await })
+        });
         let timeout = self.shutdown_timeout;
         let result = tokio::select! {
             joined = &mut server => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
@@ -246,6 +291,19 @@ impl Application {
                 Ok(())
             }
         };
+        if let Some(mut management) = management {
+            // Probes answer at once; do not wait for a stuck scrape beyond the timeout.
+            if tokio::time::timeout(timeout, &mut management)
+                .await
+                .is_err()
+            {
+                management.abort();
+            }
+        }
+        stop_on_signal.abort();
+        if let Some(pruner) = flood_pruner {
+            pruner.abort();
+        }
         reloader.abort();
         purger.abort();
         if let Some(logouts) = logouts {
@@ -277,6 +335,17 @@ async fn reload_keys(keys: KeyRing, every: Duration) {
         if let Err(e) = keys.reload().await {
             tracing::warn!(error = %e, "signing keys not reloaded");
         }
+    }
+}
+
+/// Drops the flood-control buckets of addresses that have gone quiet, so memory follows
+/// the active clients, not every address ever seen.
+async fn prune_flood_periodically(flood: Arc<crate::ratelimit::flood::Flood>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        flood.prune();
     }
 }
 

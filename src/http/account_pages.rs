@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::authorize::{current_session, is_form, proceed};
 use super::error::Unavailable;
-use super::pages::{self, SESSION_COOKIE};
+use super::pages;
 use crate::accounts::{FieldErrors, ProfileEdit, Registration, SelfServiceError};
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::params::Params;
@@ -89,6 +89,7 @@ fn busy(state: &AppState) -> Response {
 /// A submitted form: parsed, free of duplicate parameters, with a valid CSRF token
 /// for `purpose`.
 fn form(
+    state: &AppState,
     jar: &CookieJar,
     headers: &HeaderMap,
     body: &[u8],
@@ -101,7 +102,7 @@ fn form(
     if form.check_well_formed().is_err() {
         return None;
     }
-    pages::csrf_ok(jar, &purpose(&form), form.get("csrf_token")).then_some(form)
+    pages::csrf_ok(state, jar, &purpose(&form), form.get("csrf_token")).then_some(form)
 }
 
 fn field(form: &Params, name: &str) -> String {
@@ -225,7 +226,9 @@ async fn register_submit(
     if !state.config.accounts.allow_registration {
         return registration_closed(&state);
     }
-    let Some(form) = form(&jar, &headers, &body, |f| register_purpose(f.get("req"))) else {
+    let Some(form) = form(&state, &jar, &headers, &body, |f| {
+        register_purpose(f.get("req"))
+    }) else {
         return expired_form(&state);
     };
     let req = form.get("req").map(str::to_string);
@@ -354,7 +357,7 @@ async fn forgot_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(form) = form(&jar, &headers, &body, |_| FORGOT.to_string()) else {
+    let Some(form) = form(&state, &jar, &headers, &body, |_| FORGOT.to_string()) else {
         return expired_form(&state);
     };
     let email = field(&form, "email");
@@ -448,7 +451,7 @@ async fn reset_submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(form) = form(&jar, &headers, &body, |f| {
+    let Some(form) = form(&state, &jar, &headers, &body, |f| {
         reset_purpose(f.get("token").unwrap_or_default())
     }) else {
         return expired_form(&state);
@@ -481,8 +484,7 @@ async fn reset_submit(
                 crate::audit::Event::success("password.reset").user(&user_id),
             );
             // Every session ended with the reset, this browser's too.
-            let jar =
-                jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
+            let jar = pages::remove_session_cookie(&state, jar);
             (
                 jar,
                 message(
@@ -691,7 +693,7 @@ async fn account_submit(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let Some(form) = form(&jar, &headers, &body, |_| account_purpose(&session)) else {
+    let Some(form) = form(&state, &jar, &headers, &body, |_| account_purpose(&session)) else {
         return expired_form(&state);
     };
     let ip = state.client_ip(peer.ip(), &headers);
@@ -950,7 +952,9 @@ async fn sessions_submit(
         Ok(found) => found,
         Err(response) => return response,
     };
-    let Some(form) = form(&jar, &headers, &body, |_| sessions_purpose(&session)) else {
+    let Some(form) = form(&state, &jar, &headers, &body, |_| {
+        sessions_purpose(&session)
+    }) else {
         return expired_form(&state);
     };
     let now = unix_now();
@@ -963,7 +967,7 @@ async fn sessions_submit(
             .detail("via", "page")
     };
     let signed_out = |state: &AppState, jar: CookieJar, text: &str| {
-        let jar = jar.remove(axum_extra::extract::cookie::Cookie::build(SESSION_COOKIE).path("/"));
+        let jar = pages::remove_session_cookie(state, jar);
         (jar, message(state, "You are signed out", text)).into_response()
     };
     if form.get("all") == Some("1") {

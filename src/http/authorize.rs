@@ -11,7 +11,7 @@ use axum_extra::extract::cookie::CookieJar;
 
 use super::AppState;
 use super::error::Unavailable;
-use super::pages::{self, SESSION_COOKIE};
+use super::pages;
 use crate::oidc::Error;
 use crate::oidc::authorize::{
     AuthorizationRequest, ClientView, ResponseMode, redirect_target, redirect_url, response_params,
@@ -127,7 +127,7 @@ pub async fn current_session(
     state: &AppState,
     jar: &CookieJar,
 ) -> Result<Option<SessionRecord>, Box<Response>> {
-    let Some(cookie) = jar.get(SESSION_COOKIE) else {
+    let Some(cookie) = jar.get(state.cookies.session) else {
         return Ok(None);
     };
     state

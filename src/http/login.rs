@@ -123,6 +123,7 @@ async fn login_submit(
     let req = form.get("req").map(str::to_string);
     if form.check_well_formed().is_err()
         || !pages::csrf_ok(
+            &state,
             &jar,
             req.as_deref().unwrap_or_default(),
             form.get("csrf_token"),
@@ -310,7 +311,9 @@ async fn consent_submit(
     let Some(req) = form.get("req").map(str::to_string) else {
         return expired_page(&state);
     };
-    if form.check_well_formed().is_err() || !pages::csrf_ok(&jar, &req, form.get("csrf_token")) {
+    if form.check_well_formed().is_err()
+        || !pages::csrf_ok(&state, &jar, &req, form.get("csrf_token"))
+    {
         return pages::error_page(
             &state,
             StatusCode::BAD_REQUEST,

@@ -8,13 +8,13 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum_extra::extract::cookie::{Cookie, CookieJar};
+use axum_extra::extract::cookie::CookieJar;
 use std::net::SocketAddr;
 
 use super::AppState;
 use super::authorize::{current_session, is_form};
 use super::error::Unavailable;
-use super::pages::{self, SESSION_COOKIE};
+use super::pages;
 use crate::oidc::logout::{
     Hint, LogoutError, LogoutParams, client_of, hint_matches, redirect_target,
 };
@@ -66,7 +66,7 @@ fn refused(state: &AppState, error: &LogoutError) -> Response {
 }
 
 fn signed_out(state: &AppState, jar: CookieJar) -> Response {
-    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    let jar = pages::remove_session_cookie(state, jar);
     (
         jar,
         pages::render(
@@ -133,7 +133,7 @@ async fn logout(
     let confirmed = params.get("decision") == Some("logout");
     let finish = |jar: CookieJar| match &target {
         Some(url) => (
-            jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+            pages::remove_session_cookie(&state, jar),
             Redirect::to(url.as_str()),
         )
             .into_response(),
@@ -173,8 +173,13 @@ async fn logout(
     let proven = hint
         .as_ref()
         .is_some_and(|h| hint_matches(h, &session.sid, &session.user_id));
-    let csrf_ok =
-        confirmed && pages::csrf_ok(&jar, &confirm_purpose(&session), params.get("csrf_token"));
+    let csrf_ok = confirmed
+        && pages::csrf_ok(
+            &state,
+            &jar,
+            &confirm_purpose(&session),
+            params.get("csrf_token"),
+        );
     if confirmed && !csrf_ok {
         return pages::error_page(
             &state,

@@ -94,6 +94,10 @@ pub struct Shared {
     pub trusted_proxies: Arc<Vec<crate::ratelimit::client_ip::Block>>,
     /// The audit trail's queue.
     pub audit: crate::audit::Audit,
+    /// Cookie names, from the issuer.
+    pub cookies: pages::CookieNames,
+    /// Per-address request rate (`ratelimit.flood_*`); `None` when turned off.
+    pub flood: Option<Arc<crate::ratelimit::flood::Flood>>,
 }
 
 impl AppState {
@@ -162,30 +166,120 @@ fn api_cors(config: &Config) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// The management listener's routes (`server.metrics_bind`): liveness, readiness and
+/// metrics, nothing else.
+pub fn management(state: AppState) -> Router {
+    health::router()
+        .fallback(error::not_found)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+}
+
+/// How a route answers when flood control refuses a request.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// `/token` and the JSON API: the OAuth error object (DESIGN.md "Password grant
+    /// and rate limits").
+    Json,
+    /// Hosted pages and `/authorize`: an HTML error page, never a redirect.
+    Page,
+}
+
+#[derive(Clone)]
+struct FloodGuard {
+    state: AppState,
+    flood: Arc<crate::ratelimit::flood::Flood>,
+    shape: Shape,
+}
+
+/// Puts `router`'s routes behind flood control, when it is on.
+fn flood_controlled(router: Router<AppState>, state: &AppState, shape: Shape) -> Router<AppState> {
+    match &state.flood {
+        Some(flood) => router.route_layer(axum::middleware::from_fn_with_state(
+            FloodGuard {
+                state: state.clone(),
+                flood: flood.clone(),
+                shape,
+            },
+            flood_guard,
+        )),
+        None => router,
+    }
+}
+
+async fn flood_guard(
+    axum::extract::State(guard): axum::extract::State<FloodGuard>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wait = match guard.flood.check(&request) {
+        crate::ratelimit::flood::Verdict::Pass => return next.run(request).await,
+        crate::ratelimit::flood::Verdict::Refuse(wait) => wait,
+    };
+    // RFC 6585 §4: 429 with Retry-After.
+    let mut response = match guard.shape {
+        Shape::Json => (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "Too many requests from this address; try again later.",
+            })),
+        )
+            .into_response(),
+        Shape::Page => pages::error_page(
+            &guard.state,
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Too many requests came from your address. Wait a moment and try again.",
+        ),
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+    response
+}
+
 pub fn app(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     let cors = api_cors(&state.config);
     let https = state.config.server.issuer.starts_with("https://");
     // Everything but the read-only documents and probes may write: those handlers are
     // never cancelled half-way (`detach`).
+    // Flood control covers the routes that check passwords, sign tokens or send mail.
     let writers = Router::new()
-        .merge(authorize::router())
-        .merge(login::router())
+        .merge(flood_controlled(authorize::router(), &state, Shape::Page))
+        .merge(flood_controlled(login::router(), &state, Shape::Page))
         .merge(logout::router())
-        .merge(account_pages::router())
+        .merge(flood_controlled(
+            account_pages::router(),
+            &state,
+            Shape::Page,
+        ))
         .merge(pages::router())
         .merge(
-            token::router()
+            flood_controlled(token::router(), &state, Shape::Json)
                 .merge(userinfo::router())
                 .merge(introspect::router())
-                .merge(account_api::router())
+                .merge(flood_controlled(account_api::router(), &state, Shape::Json))
                 .merge(admin::router())
                 .layer(cors),
         )
         .layer(axum::middleware::from_fn(detach::run_to_completion));
+    // With `server.metrics_bind` the probes and metrics live on their own listener
+    // (`management`) and are not found here.
+    let probes = if state.config.server.metrics_bind.is_some() {
+        Router::new()
+    } else {
+        health::router()
+    };
     let router = Router::new()
         .merge(discovery::router())
-        .merge(health::router())
+        .merge(probes)
         .merge(writers)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(error::standard_rejection))

@@ -16,8 +16,35 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 
-pub const SESSION_COOKIE: &str = "oxidp_session";
-pub const CSRF_COOKIE: &str = "oxidp_csrf";
+/// The names of oxidp's cookies, chosen once at start from the issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieNames {
+    pub session: &'static str,
+    pub csrf: &'static str,
+}
+
+impl CookieNames {
+    /// With an https issuer at the root of its host, the `__Host-` prefix: RFC 6265bis
+    /// §4.1.3.2 makes a browser accept such a cookie only with Secure, Path=/ and no
+    /// Domain, so a sibling subdomain (or a plain-http page on the host) cannot plant a
+    /// session or CSRF cookie for oxidp. An http issuer (loopback development, where
+    /// cookies are not Secure) or one under a path keeps the plain names.
+    pub fn for_issuer(issuer: &str) -> Self {
+        let root_https =
+            url::Url::parse(issuer).is_ok_and(|u| u.scheme() == "https" && u.path() == "/");
+        if root_https {
+            Self {
+                session: "__Host-oxidp_session",
+                csrf: "__Host-oxidp_csrf",
+            }
+        } else {
+            Self {
+                session: "oxidp_session",
+                csrf: "oxidp_csrf",
+            }
+        }
+    }
+}
 
 const STYLESHEET: &str = include_str!("../../assets/oxidp.css");
 /// Pages load nothing but our stylesheet and are never framed.
@@ -158,6 +185,16 @@ pub fn cookie(
         .build()
 }
 
+/// Ends this browser's session cookie. The removal carries the cookie's own attributes:
+/// a browser ignores a `__Host-` cookie, even an expired one, without Secure and Path=/.
+pub fn remove_session_cookie(state: &AppState, jar: CookieJar) -> CookieJar {
+    jar.remove(
+        Cookie::build(state.cookies.session)
+            .path("/")
+            .secure(state.config.server.issuer.starts_with("https://")),
+    )
+}
+
 /// Starts a browser session for a user who has just proven a password (replacing the
 /// browser's previous one: a new id at every sign-in) and sets its cookie.
 pub async fn sign_in(
@@ -167,7 +204,9 @@ pub async fn sign_in(
     origin: &crate::storage::SessionOrigin,
 ) -> Result<(CookieJar, crate::storage::SessionRecord), Response> {
     let now = crate::storage::unix_now();
-    let old = jar.get(SESSION_COOKIE).map(|c| c.value().to_string());
+    let old = jar
+        .get(state.cookies.session)
+        .map(|c| c.value().to_string());
     let (cookie, session) = state
         .sessions
         .start(user_id, &["pwd"], origin, old.as_deref(), now)
@@ -175,7 +214,7 @@ pub async fn sign_in(
         .map_err(|e| super::error::Unavailable::log(&e).into_response())?;
     let jar = jar.add(self::cookie(
         state,
-        SESSION_COOKIE,
+        state.cookies.session,
         cookie,
         session.expires_at - now,
     ));
@@ -203,11 +242,11 @@ fn time_duration(seconds: i64) -> time::Duration {
 /// The browser's CSRF secret, created on first use (double-submit: a cross-site form
 /// can neither read nor set it).
 pub fn csrf_secret(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
-    match jar.get(CSRF_COOKIE).map(|c| c.value().to_string()) {
+    match jar.get(state.cookies.csrf).map(|c| c.value().to_string()) {
         Some(v) if v.len() == 43 => (jar, v),
         _ => {
             let secret = crate::sessions::new_opaque();
-            let jar = jar.add(cookie(state, CSRF_COOKIE, secret.clone(), 86_400));
+            let jar = jar.add(cookie(state, state.cookies.csrf, secret.clone(), 86_400));
             (jar, secret)
         }
     }
@@ -226,8 +265,8 @@ pub fn csrf_token(secret: &str, request_id: &str) -> String {
     }
 }
 
-pub fn csrf_ok(jar: &CookieJar, request_id: &str, token: Option<&str>) -> bool {
-    let (Some(secret), Some(token)) = (jar.get(CSRF_COOKIE), token) else {
+pub fn csrf_ok(state: &AppState, jar: &CookieJar, request_id: &str, token: Option<&str>) -> bool {
+    let (Some(secret), Some(token)) = (jar.get(state.cookies.csrf), token) else {
         return false;
     };
     let expected = csrf_token(secret.value(), request_id);
@@ -238,11 +277,9 @@ pub fn csrf_ok(jar: &CookieJar, request_id: &str, token: Option<&str>) -> bool {
 /// script runs under a per-response nonce; the form may post only to the client.
 pub fn form_post(state: &AppState, action: &str, params: &[(&'static str, String)]) -> Response {
     let nonce = crate::sessions::new_opaque();
-    let origin = url::Url::parse(action)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
+    let target = form_action_source(action);
     let csp = format!(
-        "default-src 'none'; style-src 'self'; script-src 'nonce-{nonce}'; form-action {origin}; \
+        "default-src 'none'; style-src 'self'; script-src 'nonce-{nonce}'; form-action {target}; \
          frame-ancestors 'none'; base-uri 'none'"
     );
     let pairs: Vec<[&str; 2]> = params.iter().map(|(k, v)| [*k, v.as_str()]).collect();
@@ -255,9 +292,46 @@ pub fn form_post(state: &AppState, action: &str, params: &[(&'static str, String
     )
 }
 
+/// The CSP3 source expression (§2.3.1) that lets the form reach `action`: its origin
+/// for http(s) (a `host-source`; not the path, since a browser also checks the
+/// client's own redirects after the post against form-action), the bare scheme for a
+/// native app's private-use scheme such as `com.example.app:/cb` (a `scheme-source`,
+/// RFC 8252 §7.1), whose origin is opaque and would serialise as `null`. Anything else,
+/// or a value that could end the directive (`;`, `,`, space), gives `'none'`.
+fn form_action_source(action: &str) -> String {
+    let Ok(url) = url::Url::parse(action) else {
+        return "'none'".into();
+    };
+    let source = match url.scheme() {
+        "http" | "https" => url.origin().ascii_serialization(),
+        scheme => format!("{scheme}:"),
+    };
+    // RFC 3986 §3.1 schemes and serialised origins use only these characters.
+    let safe = source != "null"
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.:/[]".contains(&b));
+    if safe { source } else { "'none'".into() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_action_sources() {
+        for (action, want) in [
+            ("https://rp.example/cb?x=1", "https://rp.example"),
+            ("http://127.0.0.1:8123/native", "http://127.0.0.1:8123"),
+            ("https://[::1]:9/cb", "https://[::1]:9"),
+            ("com.example.app:/cb", "com.example.app:"),
+            ("com.example.app:/cb;%20script-src%20*", "com.example.app:"),
+            ("not a url", "'none'"),
+            ("", "'none'"),
+        ] {
+            assert_eq!(form_action_source(action), want, "{action}");
+        }
+    }
 
     #[test]
     fn every_template_compiles() {

@@ -9,6 +9,7 @@
 //! `database` (the `login_failures` table, shared by every instance on one database).
 
 pub mod client_ip;
+pub mod flood;
 mod redis;
 
 pub use self::redis::RedisLimits;

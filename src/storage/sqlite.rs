@@ -96,12 +96,19 @@ pub(super) async fn connect(
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(5));
-    if let Some(dir) = options.get_filename().parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)?;
-    }
     let path = options.get_filename().to_path_buf();
+    // An in-memory database has no file to protect.
+    let in_memory = path.as_os_str() == ":memory:" || url.contains("mode=memory");
+    if !in_memory {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            crate::private_files::create_dir(dir)?;
+        }
+        // The file holds password hashes: 0600 before SQLite opens it, and SQLite gives
+        // its -wal and -shm files the same mode.
+        crate::private_files::create_file(&path)?;
+    }
     // The writer first: it creates the file and switches it to WAL before readers open it.
     let write = SqlitePoolOptions::new()
         .max_connections(1)

@@ -21,6 +21,7 @@ mod grants;
 mod hardening;
 mod health;
 mod hostile_input;
+mod infra_security;
 mod keys;
 mod lifecycle;
 mod logout;
