@@ -175,7 +175,7 @@ async fn requester_ip(
             basic_used: true,
         }));
     }
-    Ok(super::token::end_user_ip(state, peer, headers))
+    Ok(super::token::end_user_ip(state, &client, peer, headers))
 }
 
 /// The common start of the unauthenticated, mail-token endpoints: the requester's
