@@ -25,7 +25,7 @@ use super::userinfo::bearer_error;
 use crate::accounts::{ProfileEdit, Registration, SelfServiceError};
 use crate::audit::Event;
 use crate::oidc::params::Params;
-use crate::ratelimit::RetryAfter;
+use crate::ratelimit::{AccountKey, RetryAfter};
 use crate::storage::{UserRecord, unix_now};
 
 pub fn router() -> Router<AppState> {
@@ -411,7 +411,7 @@ struct PasswordBody {
 }
 
 /// `POST /api/v1/account/me/password`. A wrong current password counts as a failed
-/// sign-in for the username (brute-force protection wherever a password is typed).
+/// sign-in for the account (brute-force protection wherever a password is typed).
 async fn change_password(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -426,7 +426,7 @@ async fn change_password(
     };
     if let Err(wait) = state
         .limits
-        .check(&user.username, Some(ip), unix_now())
+        .check(&AccountKey::user(&user.id), Some(ip), unix_now())
         .await
         .map_err(|e| internal(&e))?
     {
@@ -445,7 +445,7 @@ async fn change_password(
     {
         let triggered = state
             .limits
-            .failed(&user.username, Some(ip), unix_now())
+            .failed(&AccountKey::user(&user.id), Some(ip), unix_now())
             .await
             .map_err(|e| internal(&e))?;
         super::audit::login_failed(

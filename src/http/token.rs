@@ -321,10 +321,14 @@ async fn password(
     if scopes.is_empty() {
         return Err(Error::new(ErrorCode::InvalidScope, "no supported scope was requested").into());
     }
-    // A limited attempt never reaches argon2.
+    // Failures count per account, whichever of its names was typed (DESIGN.md
+    // "Password grant and rate limits"); a limited attempt never reaches argon2.
+    let account = crate::ratelimit::account_key(&state.store, username)
+        .await
+        .map_err(|e| internal(&e))?;
     state
         .limits
-        .check(username, Some(ip), unix_now())
+        .check(&account, Some(ip), unix_now())
         .await
         .map_err(|e| internal(&e))?
         .map_err(TokenFailure::Limited)?;
@@ -333,7 +337,7 @@ async fn password(
         Ok(user) => {
             state
                 .limits
-                .succeeded(username)
+                .succeeded(&account)
                 .await
                 .map_err(|e| internal(&e))?;
             super::audit::login_succeeded(state, audit, &user.id, Some(&client.id));
@@ -343,7 +347,7 @@ async fn password(
         Err(crate::accounts::LoginError::Rejected(reason, user_id)) => {
             let triggered = state
                 .limits
-                .failed(username, Some(ip), unix_now())
+                .failed(&account, Some(ip), unix_now())
                 .await
                 .map_err(|e| internal(&e))?;
             super::audit::login_failed(
