@@ -26,7 +26,7 @@ use super::userinfo::bearer_error;
 use crate::accounts::{ProfileEdit, Registration, SelfServiceError};
 use crate::audit::Event;
 use crate::oidc::params::Params;
-use crate::ratelimit::RetryAfter;
+use crate::ratelimit::{AccountKey, RetryAfter};
 use crate::storage::{UserRecord, unix_now};
 
 pub fn router() -> Router<AppState> {
@@ -176,7 +176,7 @@ async fn requester_ip(
             basic_used: true,
         }));
     }
-    Ok(super::token::end_user_ip(state, peer, headers))
+    Ok(super::token::end_user_ip(state, &client, peer, headers))
 }
 
 /// The common start of the unauthenticated, mail-token endpoints: the requester's
@@ -457,7 +457,7 @@ struct PasswordBody {
 }
 
 /// `POST /api/v1/account/me/password`. A wrong current password counts as a failed
-/// sign-in for the username (brute-force protection wherever a password is typed).
+/// sign-in for the account (brute-force protection wherever a password is typed).
 async fn change_password(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -472,7 +472,7 @@ async fn change_password(
     };
     if let Err(wait) = state
         .limits
-        .check(&user.username, Some(ip), unix_now())
+        .check(&AccountKey::user(&user.id), Some(ip), unix_now())
         .await
         .map_err(|e| internal(&e))?
     {
@@ -491,7 +491,7 @@ async fn change_password(
     {
         let triggered = state
             .limits
-            .failed(&user.username, Some(ip), unix_now())
+            .failed(&AccountKey::user(&user.id), Some(ip), unix_now())
             .await
             .map_err(|e| internal(&e))?;
         super::audit::login_failed(

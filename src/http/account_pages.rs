@@ -21,6 +21,7 @@ use super::pages;
 use crate::accounts::{FieldErrors, ProfileEdit, Registration, SelfServiceError};
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::params::Params;
+use crate::ratelimit::AccountKey;
 use crate::storage::{SessionRecord, UserRecord, unix_now};
 
 pub fn router() -> Router<AppState> {
@@ -787,7 +788,7 @@ async fn change_password(
     let mut page = AccountPage::of(user);
     match state
         .limits
-        .check(&user.username, Some(ip), unix_now())
+        .check(&AccountKey::user(&user.id), Some(ip), unix_now())
         .await
     {
         Ok(Ok(())) => {}
@@ -821,7 +822,7 @@ async fn change_password(
             if errors.contains_key("current_password") {
                 match state
                     .limits
-                    .failed(&user.username, Some(ip), unix_now())
+                    .failed(&AccountKey::user(&user.id), Some(ip), unix_now())
                     .await
                 {
                     Ok(triggered) => super::audit::login_failed(

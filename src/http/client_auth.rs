@@ -108,7 +108,7 @@ pub fn no_store(headers: &mut HeaderMap) {
 
 /// Client authentication (RFC 6749 §2.3.1): HTTP Basic with form-urlencoded id and
 /// secret, or `client_secret_post`, or a public client's bare `client_id` — exactly one
-/// method per request.
+/// method per request, and it must be the client's registered one.
 pub async fn authenticate_client(
     state: &AppState,
     headers: &HeaderMap,
@@ -122,6 +122,11 @@ pub async fn authenticate_client(
         })?),
     };
     let basic_used = basic.is_some();
+    let used = match (&basic, params.get("client_secret")) {
+        (Some(_), _) => CLIENT_SECRET_BASIC,
+        (None, Some(_)) => CLIENT_SECRET_POST,
+        (None, None) => NONE,
+    };
     let (id, secret) = match (basic, params.get("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(
@@ -147,25 +152,48 @@ pub async fn authenticate_client(
             }
         },
     };
-    let fail = |description: &'static str| TokenFailure::Protocol {
-        error: Error::new(ErrorCode::InvalidClient, description),
-        basic_used,
-    };
     let client = if id.len() <= 128 {
         state.clients.get(&id).await.map_err(|e| internal(&e))?
     } else {
         None
     };
     let Some(client) = client else {
-        return Err(fail("client authentication failed"));
+        return Err(TokenFailure::Protocol {
+            error: Error::new(ErrorCode::InvalidClient, "client authentication failed"),
+            basic_used,
+        });
     };
-    match (&client.secret_hash, secret) {
-        (Some(hash), Some(secret)) if secret_matches(&secret, hash) => Ok(client),
+    let registered = client.token_endpoint_auth_method.as_str();
+    // RFC 6749 §5.2: a 401 carries the Basic challenge when Basic was tried, and here
+    // also when Basic is the method this client must use.
+    let fail = |description: String| TokenFailure::Protocol {
+        error: Error::new(ErrorCode::InvalidClient, description),
+        basic_used: basic_used || registered == CLIENT_SECRET_BASIC,
+    };
+    let proven = match (&client.secret_hash, secret) {
+        (Some(hash), Some(secret)) => secret_matches(&secret, hash),
         // A public client proves nothing but must not pretend to have a secret.
-        (None, None) => Ok(client),
-        _ => Err(fail("client authentication failed")),
+        (None, None) => true,
+        _ => false,
+    };
+    if !proven {
+        return Err(fail("client authentication failed".into()));
     }
+    // RFC 7591 §2 (OIDC Registration §2): `token_endpoint_auth_method` is the one
+    // method the client authenticates with; a secret sent any other way is refused, so
+    // a secret leaked in a form body or a log cannot be replayed through the other
+    // channel. Named only after the secret was proven, so it tells nobody else.
+    if used != registered {
+        return Err(fail(format!(
+            "this client must authenticate with {registered} (its registered token_endpoint_auth_method)"
+        )));
+    }
+    Ok(client)
 }
+
+const CLIENT_SECRET_BASIC: &str = "client_secret_basic";
+const CLIENT_SECRET_POST: &str = "client_secret_post";
+const NONE: &str = "none";
 
 /// The client id and secret of an `Authorization: Basic` value; `None` when malformed.
 pub fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {

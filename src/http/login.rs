@@ -147,8 +147,13 @@ async fn login_submit(
     // The page never trusts an asserted-IP header (a browser cannot choose its IP); only
     // X-Forwarded-For from a trusted reverse proxy.
     let ip = state.client_ip(peer.ip(), &headers);
-    // A limited attempt never reaches argon2.
-    let verdict = match state.limits.check(&username, Some(ip), unix_now()).await {
+    // Failures count per account, whichever of its names was typed (DESIGN.md
+    // "Password grant and rate limits"); a limited attempt never reaches argon2.
+    let account = match crate::ratelimit::account_key(&state.store, &username).await {
+        Ok(key) => key,
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    let verdict = match state.limits.check(&account, Some(ip), unix_now()).await {
         Ok(v) => v,
         Err(e) => return Unavailable::log(&e).into_response(),
     };
@@ -176,14 +181,14 @@ async fn login_submit(
     let client_id = request.as_ref().map(|r| r.client_id.as_str());
     let user = match state.accounts.authenticate(&username, &password).await {
         Ok(user) => {
-            if let Err(e) = state.limits.succeeded(&username).await {
+            if let Err(e) = state.limits.succeeded(&account).await {
                 return Unavailable::log(&e).into_response();
             }
             super::audit::login_succeeded(&state, &audit, &user.id, client_id);
             user
         }
         Err(crate::accounts::LoginError::Rejected(reason, user_id)) => {
-            let triggered = match state.limits.failed(&username, Some(ip), unix_now()).await {
+            let triggered = match state.limits.failed(&account, Some(ip), unix_now()).await {
                 Ok(t) => t,
                 Err(e) => return Unavailable::log(&e).into_response(),
             };

@@ -76,7 +76,8 @@ async fn handle(
     }
     // At the password grant the trail records the end user's IP (asserted by the
     // first-party client), not its server's.
-    let end_user = (grant == GrantType::Password).then(|| end_user_ip(state, peer, headers));
+    let end_user =
+        (grant == GrantType::Password).then(|| end_user_ip(state, &client, peer, headers));
     let audit = &match end_user {
         Some(ip) => Context {
             ip: Some(ip.to_string()),
@@ -259,10 +260,21 @@ fn code_replayed(state: &AppState, audit: &Context, client: &ClientRecord, user_
 /// Every sign-in is by password today (OIDC Core §2 `amr`, RFC 8176 `pwd`).
 const PASSWORD_AMR: &[&str] = &["pwd"];
 
-/// The end user's IP: the peer address, or the header named by
-/// `ratelimit.client_ip_header` — trusted here because only an authenticated
-/// first-party client reaches the password grant (DESIGN.md).
-pub fn end_user_ip(state: &AppState, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+/// The end user's IP: the header named by `ratelimit.client_ip_header` when `client`
+/// is a first-party client that has just authenticated with its secret, else `peer`
+/// (already resolved through trusted proxies).
+pub fn end_user_ip(
+    state: &AppState,
+    client: &ClientRecord,
+    peer: IpAddr,
+    headers: &HeaderMap,
+) -> IpAddr {
+    // DESIGN.md "Password grant and rate limits": the asserted IP is trusted only from
+    // an authenticated first-party client. A public client authenticates nothing
+    // (RFC 6749 §2.1), so anyone could name it and pick a fresh IP per guess.
+    if client.is_public() || !client.first_party {
+        return peer;
+    }
     state
         .config
         .ratelimit
@@ -285,6 +297,15 @@ async fn password(
     origin: &crate::storage::SessionOrigin,
     audit: &Context,
 ) -> Result<Issued, TokenFailure> {
+    // The rule registration enforces, checked again for clients stored before it: a
+    // public client never gets the password grant, whatever its stored flags.
+    if client.is_public() {
+        return Err(Error::new(
+            ErrorCode::UnauthorizedClient,
+            "a public client may not use the password grant",
+        )
+        .into());
+    }
     if !client.first_party {
         return Err(Error::new(
             ErrorCode::UnauthorizedClient,
@@ -300,10 +321,14 @@ async fn password(
     if scopes.is_empty() {
         return Err(Error::new(ErrorCode::InvalidScope, "no supported scope was requested").into());
     }
-    // A limited attempt never reaches argon2.
+    // Failures count per account, whichever of its names was typed (DESIGN.md
+    // "Password grant and rate limits"); a limited attempt never reaches argon2.
+    let account = crate::ratelimit::account_key(&state.store, username)
+        .await
+        .map_err(|e| internal(&e))?;
     state
         .limits
-        .check(username, Some(ip), unix_now())
+        .check(&account, Some(ip), unix_now())
         .await
         .map_err(|e| internal(&e))?
         .map_err(TokenFailure::Limited)?;
@@ -312,7 +337,7 @@ async fn password(
         Ok(user) => {
             state
                 .limits
-                .succeeded(username)
+                .succeeded(&account)
                 .await
                 .map_err(|e| internal(&e))?;
             super::audit::login_succeeded(state, audit, &user.id, Some(&client.id));
@@ -322,7 +347,7 @@ async fn password(
         Err(crate::accounts::LoginError::Rejected(reason, user_id)) => {
             let triggered = state
                 .limits
-                .failed(username, Some(ip), unix_now())
+                .failed(&account, Some(ip), unix_now())
                 .await
                 .map_err(|e| internal(&e))?;
             super::audit::login_failed(

@@ -112,6 +112,16 @@ pub fn check_client(c: &ClientMetadata<'_>) -> Result<Vec<GrantType>, RuleError>
             "client_credentials only for a confidential client (one with a secret)",
         ));
     }
+    // RFC 6749 §4.3.2 and DESIGN.md "Password grant and rate limits": the password
+    // grant's caller asserts the end user's IP and is trusted with every password it
+    // relays, which needs a client that can keep a secret; a public client cannot.
+    if public_password_grant(public, &grants) {
+        return Err(rule(
+            "grant_types",
+            "password",
+            "password only for a confidential client: a public client (token_endpoint_auth_method = none) may not use the password grant, first_party or not",
+        ));
+    }
     if has(GrantType::Password) && !c.first_party {
         return Err(rule(
             "grant_types",
@@ -169,6 +179,13 @@ pub fn check_client(c: &ClientMetadata<'_>) -> Result<Vec<GrantType>, RuleError>
         }
     }
     Ok(grants)
+}
+
+/// True when a public client would hold the password grant: refused when a client is
+/// defined (config, CLI, admin API) and again at the token endpoint, for clients stored
+/// before the rule.
+pub fn public_password_grant(public: bool, grants: &[GrantType]) -> bool {
+    public && grants.contains(&GrantType::Password)
 }
 
 /// Client ids appear in URLs, logs and tokens: 1–128 unreserved URL characters.
@@ -296,6 +313,9 @@ mod tests {
         );
         assert!(ok(&["client_credentials"], &none, AuthMethod::None, false).is_err());
         assert!(ok(&["password"], &none, AuthMethod::ClientSecretBasic, false).is_err());
+        let public_password = ok(&["password"], &none, AuthMethod::None, true).unwrap_err();
+        assert_eq!(public_password.field, "grant_types");
+        assert!(public_password.allowed.contains("public client"));
         assert!(
             ok(
                 &["password", "refresh_token"],

@@ -1,8 +1,13 @@
-//! Brute-force protection wherever a password is typed (the login page and the password
-//! grant): failed passwords are counted per username and per end-user IP in one-minute
-//! windows (DESIGN.md "Password grant and rate limits"); over a limit, attempts are
-//! refused before argon2 runs. A username that keeps hitting its limit is locked out
-//! for exponentially longer (1, 2, 4 … 60 minutes); a success clears its record.
+//! Brute-force protection wherever a password is typed (the login page, the password
+//! grant, the account page and API): failed passwords are counted per account and per
+//! end-user IP in one-minute windows (DESIGN.md "Password grant and rate limits"); over
+//! a limit, attempts are refused before argon2 runs. An account that keeps hitting its
+//! limit is locked out for exponentially longer (1, 2, 4 … 60 minutes); a success
+//! clears its record.
+//!
+//! Keys: [`account_key`] resolves a typed name (username or e-mail) to the account it
+//! signs in to, so every name of one account shares one count; [`ip_bucket`] counts an
+//! IPv6 end user by its /64.
 //!
 //! Two backends keep the counters: `memory` (in the process; bounded: entries expire
 //! with their window and, past `MAX_KEYS`, the least recently seen go first) and
@@ -34,6 +39,67 @@ pub struct Rates {
     pub failures_per_ip: u32,
     /// Sign-up, reset and verification requests per IP.
     pub requests_per_ip: u32,
+}
+
+/// Whose failed passwords an attempt counts against: the account the typed name
+/// resolves to, or — for a name no account has — the normalised name itself. The two
+/// kinds have distinct prefixes, so no typed name can collide with an account's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccountKey(String);
+
+impl AccountKey {
+    /// The account with this id (`sub`): a signed-in user proving their password.
+    pub fn user(id: &str) -> Self {
+        Self(format!("acct:{id}"))
+    }
+
+    /// A name that matches no account, trimmed and lower-cased as sign-in compares it.
+    fn unknown(typed: &str) -> Self {
+        Self(format!("name:{}", typed.trim().to_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The key for a typed sign-in name, resolved as sign-in resolves it (username, then
+/// e-mail, both case-insensitive). Every attempt, known name or not, costs the same
+/// lookup that sign-in makes anyway, and the answer to the caller never depends on
+/// which kind of key was used (no enumeration by response or timing).
+pub async fn account_key(
+    store: &crate::storage::Store,
+    typed: &str,
+) -> Result<AccountKey, crate::storage::StoreError> {
+    let typed = typed.trim();
+    // The same bounds as `Accounts::authenticate`: no lookup for what no account has.
+    let user = if !typed.is_empty() && typed.len() <= 254 {
+        store.find_user_by_login(typed).await?
+    } else {
+        None
+    };
+    Ok(match user {
+        Some(user) => AccountKey::user(&user.id),
+        None => AccountKey::unknown(typed),
+    })
+}
+
+/// The address a per-IP limit counts: an IPv4 address itself (an IPv4-mapped IPv6
+/// address as its IPv4 address); an IPv6 address by its /64, the smallest block a site
+/// is normally given (RFC 6177, RFC 4291 §2.5.4), so one end user cannot rotate through
+/// its 2^64 interface ids to reset the count.
+pub fn ip_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+        },
+    }
 }
 
 /// How long the caller must wait.
@@ -148,7 +214,7 @@ fn evict<K: std::hash::Hash + Eq + Clone>(entries: &mut HashMap<K, Entry>, now: 
 /// The failure counters of one process.
 #[derive(Debug)]
 pub struct MemoryLimits {
-    per_user: Table<String>,
+    per_user: Table<AccountKey>,
     per_ip: Table<IpAddr>,
     requests: Table<IpAddr>,
 }
@@ -165,20 +231,22 @@ impl MemoryLimits {
     /// Counts a sign-up, reset or verification request; refused while the IP is over
     /// its limit (the request that reaches the limit still passes).
     pub fn request(&self, ip: IpAddr, now: i64) -> Result<Option<i64>, RetryAfter> {
+        let ip = ip_bucket(ip);
         if let Some(wait) = self.requests.blocked(&ip, now) {
             return Err(RetryAfter(Duration::from_secs(wait as u64)));
         }
         Ok(self.requests.fail(&ip, now))
     }
 
-    fn user_key(username: &str) -> String {
-        username.trim().to_lowercase()
-    }
-
-    /// Before a password is checked: refused while the username or the IP is blocked.
-    pub fn check(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Result<(), RetryAfter> {
-        let user = self.per_user.blocked(&Self::user_key(username), now);
-        let ip = ip.and_then(|ip| self.per_ip.blocked(&ip, now));
+    /// Before a password is checked: refused while the account or the IP is blocked.
+    pub fn check(
+        &self,
+        account: &AccountKey,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<(), RetryAfter> {
+        let user = self.per_user.blocked(account, now);
+        let ip = ip.and_then(|ip| self.per_ip.blocked(&ip_bucket(ip), now));
         match user.max(ip) {
             Some(wait) => Err(RetryAfter(Duration::from_secs(wait as u64))),
             None => Ok(()),
@@ -186,17 +254,17 @@ impl MemoryLimits {
     }
 
     /// After a wrong password (or unknown user: the same thing to the counters).
-    pub fn failed(&self, username: &str, ip: Option<IpAddr>, now: i64) -> Triggered {
+    pub fn failed(&self, account: &AccountKey, ip: Option<IpAddr>, now: i64) -> Triggered {
         Triggered {
-            user: self.per_user.fail(&Self::user_key(username), now),
-            ip: ip.and_then(|ip| self.per_ip.fail(&ip, now)),
+            user: self.per_user.fail(account, now),
+            ip: ip.and_then(|ip| self.per_ip.fail(&ip_bucket(ip), now)),
         }
     }
 
-    /// After a correct password: the username starts afresh (the IP does not: one good
-    /// account must not launder an attacker's guesses at others).
-    pub fn succeeded(&self, username: &str) {
-        self.per_user.clear(&Self::user_key(username));
+    /// After a correct password: the account starts afresh, under every name (the IP
+    /// does not: one good account must not launder an attacker's guesses at others).
+    pub fn succeeded(&self, account: &AccountKey) {
+        self.per_user.clear(account);
     }
 
     /// Keys held (for tests and metrics).
@@ -283,16 +351,12 @@ pub enum Limits {
     Redis(RedisLimits),
 }
 
-fn user_key(username: &str) -> String {
-    format!("user:{}", username.trim().to_lowercase())
-}
-
 fn ip_key(ip: IpAddr) -> String {
-    format!("ip:{ip}")
+    format!("ip:{}", ip_bucket(ip))
 }
 
 fn request_key(ip: IpAddr) -> String {
-    format!("req:{ip}")
+    format!("req:{}", ip_bucket(ip))
 }
 
 impl Limits {
@@ -336,17 +400,17 @@ impl Limits {
         }
     }
 
-    /// Before a password is checked: refused while the username or the IP is blocked.
+    /// Before a password is checked: refused while the account or the IP is blocked.
     pub async fn check(
         &self,
-        username: &str,
+        account: &AccountKey,
         ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Result<(), RetryAfter>, LimitError> {
         match self {
-            Self::Memory(m) => Ok(m.check(username, ip, now)),
+            Self::Memory(m) => Ok(m.check(account, ip, now)),
             Self::Database(d) => {
-                let user = d.blocked(&user_key(username), now).await?;
+                let user = d.blocked(account.as_str(), now).await?;
                 let ip = match ip {
                     Some(ip) => d.blocked(&ip_key(ip), now).await?,
                     None => None,
@@ -357,7 +421,7 @@ impl Limits {
                 })
             }
             Self::Redis(r) => {
-                let user = r.blocked(&user_key(username)).await?;
+                let user = r.blocked(account.as_str()).await?;
                 let ip = match ip {
                     Some(ip) => r.blocked(&ip_key(ip)).await?,
                     None => None,
@@ -373,14 +437,14 @@ impl Limits {
     /// Counts a failed password; says which limits this failure just reached.
     pub async fn failed(
         &self,
-        username: &str,
+        account: &AccountKey,
         ip: Option<IpAddr>,
         now: i64,
     ) -> Result<Triggered, LimitError> {
         match self {
-            Self::Memory(m) => Ok(m.failed(username, ip, now)),
+            Self::Memory(m) => Ok(m.failed(account, ip, now)),
             Self::Database(d) => {
-                let user = d.fail(&user_key(username), d.per_user, true, now).await?;
+                let user = d.fail(account.as_str(), d.per_user, true, now).await?;
                 let ip = match ip {
                     Some(ip) => d.fail(&ip_key(ip), d.per_ip, false, now).await?,
                     None => None,
@@ -388,7 +452,7 @@ impl Limits {
                 Ok(Triggered { user, ip })
             }
             Self::Redis(r) => {
-                let user = r.fail(&user_key(username), r.per_user, true).await?;
+                let user = r.fail(account.as_str(), r.per_user, true).await?;
                 let ip = match ip {
                     Some(ip) => r.fail(&ip_key(ip), r.per_ip, false).await?,
                     None => None,
@@ -398,14 +462,14 @@ impl Limits {
         }
     }
 
-    pub async fn succeeded(&self, username: &str) -> Result<(), LimitError> {
+    pub async fn succeeded(&self, account: &AccountKey) -> Result<(), LimitError> {
         match self {
             Self::Memory(m) => {
-                m.succeeded(username);
+                m.succeeded(account);
                 Ok(())
             }
-            Self::Database(d) => Ok(d.store.clear_failures(&user_key(username)).await?),
-            Self::Redis(r) => Ok(r.clear(&user_key(username)).await?),
+            Self::Database(d) => Ok(d.store.clear_failures(account.as_str()).await?),
+            Self::Redis(r) => Ok(r.clear(account.as_str()).await?),
         }
     }
 }
@@ -413,6 +477,10 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn name(typed: &str) -> AccountKey {
+        AccountKey::unknown(typed)
+    }
 
     fn rates(failures_per_user: u32, failures_per_ip: u32) -> Rates {
         Rates {
@@ -433,7 +501,7 @@ mod tests {
         assert!((58..=60).contains(&wait.seconds()), "{wait:?}");
         assert!(limits.request("198.51.100.5".parse().unwrap(), 101).is_ok());
         // Requests do not count as failed passwords, and the block ends with the window.
-        assert!(limits.check("anyone", Some(ip), 101).is_ok());
+        assert!(limits.check(&name("anyone"), Some(ip), 101).is_ok());
         assert!(limits.request(ip, 161).is_ok());
     }
 
@@ -441,17 +509,20 @@ mod tests {
     fn five_failures_block_the_username_for_the_rest_of_the_minute() {
         let limits = MemoryLimits::new(rates(5, 30));
         for _ in 0..4 {
-            limits.failed("Alice", None, 1000);
-            assert!(limits.check("alice", None, 1000).is_ok());
+            limits.failed(&name("Alice"), None, 1000);
+            assert!(limits.check(&name("alice"), None, 1000).is_ok());
         }
-        limits.failed("alice", None, 1010);
-        let wait = limits.check("ALICE ", None, 1010).unwrap_err();
+        limits.failed(&name("alice"), None, 1010);
+        let wait = limits.check(&name("ALICE "), None, 1010).unwrap_err();
         assert!(wait.seconds() <= 60 && wait.seconds() >= 49, "{wait:?}");
         assert!(
-            limits.check("bob", None, 1010).is_ok(),
+            limits.check(&name("bob"), None, 1010).is_ok(),
             "other users unaffected"
         );
-        assert!(limits.check("alice", None, 1071).is_ok(), "block ends");
+        assert!(
+            limits.check(&name("alice"), None, 1071).is_ok(),
+            "block ends"
+        );
     }
 
     #[test]
@@ -460,39 +531,83 @@ mod tests {
         let mut now = 0;
         let mut waits = Vec::new();
         for _ in 0..4 {
-            limits.failed("u", None, now);
-            limits.failed("u", None, now);
-            let wait = limits.check("u", None, now).unwrap_err().seconds();
+            limits.failed(&name("u"), None, now);
+            limits.failed(&name("u"), None, now);
+            let wait = limits.check(&name("u"), None, now).unwrap_err().seconds();
             waits.push(wait);
             now += wait as i64;
         }
         assert_eq!(waits, vec![60, 120, 240, 480]);
-        limits.succeeded("u");
-        limits.failed("u", None, now);
-        assert!(limits.check("u", None, now).is_ok());
+        limits.succeeded(&name("u"));
+        limits.failed(&name("u"), None, now);
+        assert!(limits.check(&name("u"), None, now).is_ok());
     }
 
     #[test]
     fn ip_limit_counts_across_usernames_and_success_does_not_clear_it() {
         let limits = MemoryLimits::new(rates(5, 3));
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
-        limits.failed("a", Some(ip), 0);
-        limits.failed("b", Some(ip), 0);
-        limits.succeeded("c");
-        limits.failed("c", Some(ip), 0);
-        assert!(limits.check("d", Some(ip), 1).is_err());
+        limits.failed(&name("a"), Some(ip), 0);
+        limits.failed(&name("b"), Some(ip), 0);
+        limits.succeeded(&name("c"));
+        limits.failed(&name("c"), Some(ip), 0);
+        assert!(limits.check(&name("d"), Some(ip), 1).is_err());
         assert!(
             limits
-                .check("d", Some("203.0.113.8".parse().unwrap()), 1)
+                .check(&name("d"), Some("203.0.113.8".parse().unwrap()), 1)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64_and_ipv4_by_the_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(ip_bucket(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_ne!(ip_bucket(ip("203.0.113.7")), ip_bucket(ip("203.0.113.8")));
+        assert_eq!(ip_bucket(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(
+            ip_bucket(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            ip_bucket(ip("2001:db8:1:2::1")),
+            ip_bucket(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+        );
+        assert_ne!(
+            ip_bucket(ip("2001:db8:1:2::1")),
+            ip_bucket(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(ip_key(ip("2001:db8::1")), "ip:2001:db8::");
+        assert_eq!(request_key(ip("2001:db8::9")), "req:2001:db8::");
+
+        // The memory backend counts one /64 as one end user.
+        let limits = MemoryLimits::new(rates(5, 2));
+        limits.failed(&name("a"), Some(ip("2001:db8::1")), 0);
+        limits.failed(&name("b"), Some(ip("2001:db8::2")), 0);
+        assert!(
+            limits
+                .check(&name("c"), Some(ip("2001:db8::3")), 1)
+                .is_err()
+        );
+        assert!(
+            limits
+                .check(&name("c"), Some(ip("2001:db8:0:1::3")), 1)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn account_keys_are_apart_from_typed_names() {
+        assert_eq!(name(" Bob ").as_str(), "name:bob");
+        assert_eq!(AccountKey::user("123").as_str(), "acct:123");
+        assert_ne!(AccountKey::user("bob"), name("bob"));
     }
 
     #[test]
     fn memory_is_bounded() {
         let limits = MemoryLimits::new(rates(5, 30));
         for i in 0..(MAX_KEYS + 5_000) {
-            limits.failed(&format!("user{i}"), None, 0);
+            limits.failed(&name(&format!("user{i}")), None, 0);
         }
         assert!(limits.keys().0 <= MAX_KEYS);
     }

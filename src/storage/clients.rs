@@ -23,6 +23,14 @@ pub struct ClientRecord {
     pub updated_at: i64,
 }
 
+impl ClientRecord {
+    /// A public client (`token_endpoint_auth_method = none`): it holds no secret, so it
+    /// proves nothing about itself (RFC 6749 §2.1). A record with either mark counts.
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none() || self.token_endpoint_auth_method == "none"
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedirectKind {
     Login,

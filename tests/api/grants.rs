@@ -19,6 +19,7 @@ use crate::helpers::{
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const SVC: &str = "svc";
+const SVC_POST: &str = "svc-post";
 const SVC_SECRET: &str = "svc-secret-that-is-long-enough-0123456789";
 const RS: &str = "rs";
 const RS_SECRET: &str = "rs-secret-that-is-long-enough-01234567890";
@@ -29,7 +30,8 @@ const API: &str = "https://api.example/";
 // ---------------------------------------------------------------------------------------
 
 /// `flow_options()` plus a service client (`svc`, client credentials with two API
-/// scopes) and a resource server (`rs`, may introspect every token), then `extra`.
+/// scopes; `svc-post`, the same with `client_secret_post`) and a resource server
+/// (`rs`, may introspect every token), then `extra`.
 fn grants_options(extra: &str) -> Options {
     let mut options = flow_options();
     options.extra_toml.push_str(&format!(
@@ -37,6 +39,13 @@ fn grants_options(extra: &str) -> Options {
 [[clients]]
 id = "{SVC}"
 secret = "{SVC_SECRET}"
+grant_types = ["client_credentials"]
+scopes = ["api:read", "api:write"]
+
+[[clients]]
+id = "{SVC_POST}"
+secret = "{SVC_SECRET}"
+token_endpoint_auth_method = "client_secret_post"
 grant_types = ["client_credentials"]
 scopes = ["api:read", "api:write"]
 
@@ -381,9 +390,13 @@ async fn revocation_state(db: &mut Db) -> Vec<i64> {
 #[tokio::test]
 async fn client_credentials_issue_an_rfc9068_access_token_and_nothing_else() {
     let app = spawn().await;
-    for (case, auth) in [
-        ("client_secret_basic", SERVICE),
-        ("client_secret_post", Auth::Post(SVC, SVC_SECRET)),
+    for (case, auth, id) in [
+        ("client_secret_basic", SERVICE, SVC),
+        (
+            "client_secret_post",
+            Auth::Post(SVC_POST, SVC_SECRET),
+            SVC_POST,
+        ),
     ] {
         let response = client_credentials(&app, &[], auth).await;
         assert_eq!(response.status(), 200, "{case}");
@@ -405,8 +418,8 @@ async fn client_credentials_issue_an_rfc9068_access_token_and_nothing_else() {
         assert_eq!(header["alg"], "RS256", "{case}");
         let claims = verify_with_jwks(&app, access).await;
         // RFC 9068 §2.2: the client acting for itself is the subject.
-        assert_eq!(claims["sub"], SVC, "{case}");
-        assert_eq!(claims["client_id"], SVC, "{case}");
+        assert_eq!(claims["sub"], id, "{case}");
+        assert_eq!(claims["client_id"], id, "{case}");
         assert_eq!(claims["aud"], app.issuer.as_str(), "{case}");
         assert_eq!(claims["iss"], app.issuer.as_str(), "{case}");
         assert_eq!(claims["scope"], "api:read api:write", "{case}");
@@ -552,7 +565,7 @@ async fn client_credentials_refusals_are_standard_errors() {
         (
             "wrong secret, post",
             vec![],
-            Auth::Post(SVC, wrong),
+            Auth::Post(SVC_POST, wrong),
             401,
             "invalid_client",
             false,
@@ -568,10 +581,28 @@ async fn client_credentials_refusals_are_standard_errors() {
         (
             "confidential client without its secret",
             vec![],
-            Auth::Public(SVC),
+            Auth::Public(SVC_POST),
             401,
             "invalid_client",
             false,
+        ),
+        // RFC 7591 §2: the right secret by a method the client is not registered for;
+        // the challenge names Basic, the method to use.
+        (
+            "a Basic client's secret sent in the body",
+            vec![],
+            Auth::Post(SVC, SVC_SECRET),
+            401,
+            "invalid_client",
+            true,
+        ),
+        (
+            "a client_secret_post client's secret sent as Basic",
+            vec![],
+            Auth::Basic(SVC_POST, SVC_SECRET),
+            401,
+            "invalid_client",
+            true,
         ),
         (
             "no client authentication",
@@ -681,9 +712,15 @@ async fn a_client_introspects_its_own_access_and_refresh_tokens() {
     assert!(body["exp"].as_i64().unwrap() > now());
     assert!(body["iat"].as_i64().unwrap() <= now());
 
-    // client_secret_post works as well as Basic.
-    let body = introspect(&app, access, Auth::Post(CLIENT, CLIENT_SECRET)).await;
-    assert_eq!(body["active"], true);
+    // RFC 7591 §2: only the registered method (Basic for this client) is accepted.
+    let response = post(
+        &app,
+        "/introspect",
+        &[("token", access)],
+        Auth::Post(CLIENT, CLIENT_SECRET),
+    )
+    .await;
+    assert_eq!(response.status(), 401);
 
     // RFC 7662 §2.1: the hint is only a hint, right, wrong or unknown.
     for (token, kind) in [(access, "access"), (refresh_token, "refresh")] {

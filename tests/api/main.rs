@@ -11,6 +11,7 @@ mod audit;
 mod backchannel;
 mod bad_input;
 mod cli;
+mod client_security;
 mod config_errors;
 mod consent_security;
 mod cors;
