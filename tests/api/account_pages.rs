@@ -20,29 +20,29 @@ use crate::helpers::{
 };
 
 /// Strong passwords (the zxcvbn rule accepts them).
-const NEW_PASSWORD: &str = "quiet meadow lantern 42";
-const OTHER_PASSWORD: &str = "violet harbor compass 77";
+pub(crate) const NEW_PASSWORD: &str = "quiet meadow lantern 42";
+pub(crate) const OTHER_PASSWORD: &str = "violet harbor compass 77";
 
-type Browser = reqwest::Client;
+pub(crate) type Browser = reqwest::Client;
 /// A sign-up form's four fields.
 type Form<'a> = [(&'a str, &'a str); 4];
 
 // ---- helpers -------------------------------------------------------------------------
 
-fn options_with(extra: &str) -> Options {
+pub(crate) fn options_with(extra: &str) -> Options {
     let mut options = flow_options();
     options.extra_toml.push_str(extra);
     options
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    html: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) html: String,
 }
 
 impl Page {
-    async fn of(response: reqwest::Response) -> Self {
+    pub(crate) async fn of(response: reqwest::Response) -> Self {
         Self {
             status: response.status(),
             headers: response.headers().clone(),
@@ -51,16 +51,16 @@ impl Page {
     }
 
     /// The page with HTML entities decoded, for text assertions.
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         html_decode(&self.html)
     }
 
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         hidden_input(&self.html, "csrf_token")
             .unwrap_or_else(|| panic!("no csrf_token on the page ({}): {}", self.status, self.html))
     }
 
-    fn has_input(&self, name: &str) -> bool {
+    pub(crate) fn has_input(&self, name: &str) -> bool {
         self.html.contains(&format!("name=\"{name}\""))
     }
 
@@ -70,7 +70,7 @@ impl Page {
     }
 
     /// Whether the form shows a message on `field` (the `field()` macro's error line).
-    fn field_error(&self, field: &str) -> Option<String> {
+    pub(crate) fn field_error(&self, field: &str) -> Option<String> {
         let marker = format!("id=\"{field}-error\">");
         let start = self.html.find(&marker)? + marker.len();
         let end = start + self.html[start..].find('<')?;
@@ -88,11 +88,11 @@ impl Page {
     }
 }
 
-async fn get_page(browser: &Browser, url: &str) -> Page {
+pub(crate) async fn get_page(browser: &Browser, url: &str) -> Page {
     Page::of(browser.get(url).send().await.unwrap()).await
 }
 
-fn location(response: &reqwest::Response) -> String {
+pub(crate) fn location(response: &reqwest::Response) -> String {
     response
         .headers()
         .get("location")
@@ -103,14 +103,14 @@ fn location(response: &reqwest::Response) -> String {
 }
 
 /// Whether the response sets a (non-empty) session cookie.
-fn sets_session(headers: &HeaderMap) -> bool {
+pub(crate) fn sets_session(headers: &HeaderMap) -> bool {
     headers.get_all("set-cookie").iter().any(|c| {
         let c = c.to_str().unwrap();
         c.starts_with("oxidp_session=") && !c.starts_with("oxidp_session=;")
     })
 }
 
-fn assert_redirect_to(response: &reqwest::Response, expected: &str) {
+pub(crate) fn assert_redirect_to(response: &reqwest::Response, expected: &str) {
     assert!(
         response.status() == 303 || response.status() == 302,
         "expected a redirect to {expected}, got {}",
@@ -120,7 +120,7 @@ fn assert_redirect_to(response: &reqwest::Response, expected: &str) {
 }
 
 /// GETs `/register` (with `req`), then posts the form back with `fields`.
-async fn register(
+pub(crate) async fn register(
     app: &TestApp,
     browser: &Browser,
     req: Option<&str>,
@@ -148,7 +148,7 @@ async fn register(
 }
 
 /// A complete sign-up form.
-async fn sign_up(
+pub(crate) async fn sign_up(
     app: &TestApp,
     browser: &Browser,
     username: &str,
@@ -170,7 +170,7 @@ async fn sign_up(
 }
 
 /// Signs in at `/login` without a pending request.
-async fn sign_in(
+pub(crate) async fn sign_in(
     app: &TestApp,
     browser: &Browser,
     username: &str,
@@ -192,7 +192,7 @@ async fn sign_in(
 }
 
 /// A browser signed in (at `/login`) as `username`.
-async fn signed_in(app: &TestApp, username: &str, password: &str) -> Browser {
+pub(crate) async fn signed_in(app: &TestApp, username: &str, password: &str) -> Browser {
     let browser = app.new_browser();
     let response = sign_in(app, &browser, username, password).await;
     assert_redirect_to(&response, "/account");
@@ -201,7 +201,7 @@ async fn signed_in(app: &TestApp, username: &str, password: &str) -> Browser {
 }
 
 /// GETs `/account` and posts one of its forms back with `fields`.
-async fn account_post(
+pub(crate) async fn account_post(
     app: &TestApp,
     browser: &Browser,
     action: &str,
