@@ -599,9 +599,11 @@ impl SelfService {
     /// Whether `edit` asks for an address other than the user's current one (then it
     /// needs the current password).
     pub fn changes_email(user: &UserRecord, edit: &ProfileEdit) -> bool {
+        // An address that is not one is only a validation error, not a change.
         edit.email
             .as_deref()
-            .is_some_and(|e| normalize_email(e).as_deref() != Some(user.email.as_str()))
+            .and_then(normalize_email)
+            .is_some_and(|e| e != user.email)
     }
 
     /// Applies a profile edit. A new address needs the current password and is only
@@ -702,7 +704,7 @@ impl SelfService {
         } else {
             self.notify(
                 new,
-                "Confirm your new e-mail address",
+                "Verify your new e-mail address",
                 format!(
                     "Someone (perhaps you) asked to use {new} for the account {username}. Open \
                      this link within 24 hours to confirm:\n\n{issuer}/verify-email?token={token}\n\n\

@@ -111,7 +111,7 @@ macro_rules! revoke_everything {
             "INSERT INTO revocations (id, expires_at, revoked_at) \
              SELECT DISTINCT family_id, $2, $3 FROM refresh_tokens \
              WHERE user_id = $1 AND revoked_at IS NULL \
-             AND COALESCE(session_sid, '') <> $4 AND family_id <> $5 \
+             AND (session_sid IS NULL OR session_sid <> $4) AND family_id <> $5 \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind($user_id)
@@ -123,7 +123,7 @@ macro_rules! revoke_everything {
         .await?;
         sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL \
-             AND COALESCE(session_sid, '') <> $3 AND family_id <> $4",
+             AND (session_sid IS NULL OR session_sid <> $3) AND family_id <> $4",
         )
         .bind($user_id)
         .bind($now)

@@ -994,20 +994,14 @@ async fn a_link_mailed_to_a_previous_address_does_not_verify_the_new_one() {
     register_ok(&app, "bob", "bob@example.com").await;
     let old_link = mailed_token(&app, "bob@example.com", "verify-email", &[]).await;
     let token = access_token(&app, "bob", STRONG).await;
-    let (status, body) = patch_me(&app, &token, &json!({"email": "bobby@example.org"})).await;
-    assert_eq!(status, 200, "{body}");
-    let new_link = mailed_token(&app, "bobby@example.org", "verify-email", &[]).await;
-
-    let (status, body) = post(
+    let (status, body) = patch_me(
         &app,
-        "/api/v1/account/verify-email",
-        &json!({"token": old_link}),
+        &token,
+        &json!({"email": "bobby@example.org", "current_password": STRONG}),
     )
     .await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"], "invalid_token");
-    assert_eq!(me(&app, &token).await["email_verified"], false);
-
+    assert_eq!(status, 200, "{body}");
+    let new_link = mailed_token(&app, "bobby@example.org", "verify-email", &[]).await;
     let (status, body) = post(
         &app,
         "/api/v1/account/verify-email",
@@ -1018,6 +1012,17 @@ async fn a_link_mailed_to_a_previous_address_does_not_verify_the_new_one() {
     let profile = me(&app, &token).await;
     assert_eq!(profile["email"], "bobby@example.org");
     assert_eq!(profile["email_verified"], true);
+
+    // The link mailed to the address the account had before does nothing now.
+    let (status, body) = post(
+        &app,
+        "/api/v1/account/verify-email",
+        &json!({"token": old_link}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_token");
+    assert_eq!(me(&app, &token).await["email"], "bobby@example.org");
 }
 
 // ---------------------------------------------------------------------------------
@@ -1235,13 +1240,14 @@ async fn bad_reset_confirmations_are_refused() {
 // ---------------------------------------------------------------------------------
 // The profile
 
-const PROFILE_KEYS: [&str; 11] = [
+const PROFILE_KEYS: [&str; 12] = [
     "email",
     "email_verified",
     "family_name",
     "given_name",
     "locale",
     "name",
+    "pending_email",
     "picture",
     "roles",
     "sub",
@@ -1449,29 +1455,24 @@ async fn changing_the_e_mail_address_needs_a_new_verification() {
     register_verified(&app, "bob", "bob@example.com").await;
     let token = access_token(&app, "bob", STRONG).await;
 
-    // The same address in another case is no change.
+    // The same address in another case is no change (and needs no password).
     let (status, profile) = patch_me(&app, &token, &json!({"email": "BOB@example.com"})).await;
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile["email"], "bob@example.com");
     assert_eq!(profile["email_verified"], true);
+    assert!(profile["pending_email"].is_null());
 
-    // Another account's address: 409, nothing changes.
-    let before = app.snapshot().await;
-    let (status, body) = patch_me(
+    let (status, profile) = patch_me(
         &app,
         &token,
-        &json!({"email": "Alice@Example.com", "name": "Not Applied"}),
+        &json!({"email": "New@Example.org", "current_password": STRONG}),
     )
     .await;
-    assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"], "email_taken");
-    assert_eq!(app.snapshot().await, before, "nothing changed");
-
-    let (status, profile) = patch_me(&app, &token, &json!({"email": "New@Example.org"})).await;
     assert_eq!(status, 200, "{profile}");
-    assert_eq!(profile["email"], "new@example.org");
-    assert_eq!(profile["email_verified"], false);
-    assert_eq!(id_token_email_verified(&app, "bob", STRONG).await, false);
+    assert_eq!(profile["email"], "bob@example.com");
+    assert_eq!(profile["pending_email"], "new@example.org");
+    assert_eq!(profile["email_verified"], true);
+    assert_eq!(id_token_email_verified(&app, "bob", STRONG).await, true);
     let link = mailed_token(&app, "new@example.org", "verify-email", &[]).await;
     let (status, body) = post(
         &app,
@@ -1480,7 +1481,9 @@ async fn changing_the_e_mail_address_needs_a_new_verification() {
     )
     .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(me(&app, &token).await["email_verified"], true);
+    let profile = me(&app, &token).await;
+    assert_eq!(profile["email"], "new@example.org");
+    assert_eq!(profile["email_verified"], true);
     // The new address signs in; the old one is free for someone else.
     sign_in(&app, "new@example.org", STRONG).await;
     register_ok(&app, "bobette", "bob@example.com").await;

@@ -111,7 +111,7 @@ async fn a_new_address_applies_only_when_its_link_is_opened_and_the_old_one_is_t
     // Sign-in still uses the current address only.
     sign_in(&app, "bob@example.com", STRONG).await;
 
-    let body = notice(&app, "bob@example.com", "address").await;
+    let body = notice(&app, "bob@example.com", "change of your e-mail address").await;
     assert!(body.contains("new@example.org"), "{body}");
     assert!(!body.contains("token="), "no link that acts: {body}");
 
