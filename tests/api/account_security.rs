@@ -307,6 +307,10 @@ async fn a_password_change_signs_out_other_sessions_and_tells_the_address() {
     register_verified(&app, "bob", "bob@example.com").await;
     let here = sign_in(&app, "bob", STRONG).await;
     let elsewhere = sign_in(&app, "bob", STRONG).await;
+    // A family that outlives its session (offline_access) is "another session" too.
+    let (status, offline) =
+        crate::account_api::grant(&app, "bob", STRONG, "openid offline_access").await;
+    assert_eq!(status, 200, "{offline}");
     let response = change_password(
         &app,
         here["access_token"].as_str().unwrap(),
@@ -316,6 +320,11 @@ async fn a_password_change_signs_out_other_sessions_and_tells_the_address() {
     .await;
     assert_eq!(response.status(), 204);
     let (status, body) = refresh(&app, elsewhere["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let (status, body) = refresh(&app, offline["refresh_token"].as_str().unwrap()).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
