@@ -154,6 +154,11 @@ impl Default for EmailConfig {
 pub struct AccountsConfig {
     pub allow_registration: bool,
     pub require_verified_email: bool,
+    /// `true`: the sign-up page signs a new account in at once, as before verification.
+    /// That answer differs from the one for an address that has an account, so it tells
+    /// who has one (user enumeration); the default signs in when the mailed link is
+    /// opened in the same browser, and both answers are the same page.
+    pub sign_in_after_registration: bool,
 }
 
 impl Default for AccountsConfig {
@@ -161,6 +166,7 @@ impl Default for AccountsConfig {
         Self {
             allow_registration: true,
             require_verified_email: false,
+            sign_in_after_registration: false,
         }
     }
 }

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub use password::{PasswordError, PasswordHasher, verify_in};
 pub use selfservice::{
     FieldErrors, ProfileEdit, Registered, Registration, SelfService, SelfServiceError,
-    check_profile,
+    SignupBinding, check_profile,
 };
 
 use crate::config::SeedUser;

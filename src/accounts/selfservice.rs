@@ -17,7 +17,8 @@ use super::{
 use crate::email::{Mail, Mailer};
 use crate::sessions::{hash_opaque, new_opaque};
 use crate::storage::{
-    AccountToken, NewUser, ProfileChange, Store, StoreError, TokenPurpose, UserRecord, unix_now,
+    AccountToken, KeepSession, MailedToken, NewUser, ProfileChange, Store, StoreError,
+    TokenPurpose, UserRecord, Verified, unix_now,
 };
 
 pub const VERIFY_EMAIL_SECONDS: i64 = 24 * 3600;
@@ -71,6 +72,16 @@ pub struct Registration {
     pub email: String,
     pub password: SecretString,
     pub name: Option<String>,
+}
+
+/// Ties a sign-up's verification link to the browser that signed up, so that opening
+/// it there signs in (and resumes `resume_request`) while a link opened anywhere else
+/// only verifies.
+#[derive(Debug, Clone)]
+pub struct SignupBinding {
+    /// SHA-256 of a value only that browser can compute again.
+    pub browser_hash: Vec<u8>,
+    pub resume_request: Option<String>,
 }
 
 /// What a sign-up answers. For an address that already has an account the answer has
@@ -248,7 +259,11 @@ impl SelfService {
 
     /// Creates an unverified account and mails a verification link. The password is
     /// hashed before the address is looked at, so both outcomes take the same time.
-    pub async fn register(&self, r: Registration) -> Result<Registered, SelfServiceError> {
+    pub async fn register(
+        &self,
+        r: Registration,
+        binding: Option<SignupBinding>,
+    ) -> Result<Registered, SelfServiceError> {
         let (username, email) = check_registration(&r).map_err(SelfServiceError::Invalid)?;
         let password_hash = self.accounts.hasher.hash(&r.password).await?;
         let user = NewUser {
@@ -265,8 +280,13 @@ impl SelfService {
         match self.store.insert_user(&user).await {
             Ok(()) => {}
             Err(StoreError::Conflict("email")) => {
-                // Sign-up must not reveal which addresses have accounts (issue 7): the
-                // answer looks the same, and the owner is told by mail.
+                // A taken username is reported whatever the address, so the answer for a
+                // known username never depends on whether the address has an account.
+                if self.store.find_user_by_username(&username).await?.is_some() {
+                    return Err(SelfServiceError::UsernameTaken);
+                }
+                // Sign-up must not reveal which addresses have accounts: the answer looks
+                // the same, and the owner is told by mail.
                 self.mail_existing_account(&email);
                 return Ok(Registered {
                     sub: new_subject(),
@@ -285,7 +305,13 @@ impl SelfService {
             .ok_or(SelfServiceError::NoAccount)?;
         // In the background, like the mail for an address in use: both answers take the
         // same time.
-        self.in_background(created.clone(), TokenPurpose::VerifyEmail);
+        let this = self.clone();
+        let user = created.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.send_verification_bound(&user, binding).await {
+                tracing::warn!(error = %e, "account mail not sent");
+            }
+        });
         Ok(Registered {
             sub: created.id.clone(),
             username: created.username.clone(),
@@ -309,8 +335,25 @@ impl SelfService {
 
     /// Mails a new verification link for the user's current address.
     pub async fn send_verification(&self, user: &UserRecord) -> Result<(), SelfServiceError> {
+        self.send_verification_bound(user, None).await
+    }
+
+    async fn send_verification_bound(
+        &self,
+        user: &UserRecord,
+        binding: Option<SignupBinding>,
+    ) -> Result<(), SelfServiceError> {
+        let mut stored = AccountToken {
+            user_id: user.id.clone(),
+            email: user.email.clone(),
+            ..AccountToken::default()
+        };
+        if let Some(b) = binding {
+            stored.browser_hash = Some(b.browser_hash);
+            stored.resume_request = b.resume_request;
+        }
         let token = self
-            .new_token(user, TokenPurpose::VerifyEmail, VERIFY_EMAIL_SECONDS)
+            .new_token(&stored, TokenPurpose::VerifyEmail, VERIFY_EMAIL_SECONDS)
             .await?;
         self.mailer.send_later(Mail {
             to: user.email.clone(),
@@ -327,38 +370,65 @@ impl SelfService {
 
     async fn new_token(
         &self,
-        user: &UserRecord,
+        stored: &AccountToken,
         purpose: TokenPurpose,
         lifetime: i64,
     ) -> Result<String, SelfServiceError> {
         let token = new_opaque();
         let now = unix_now();
         self.store
-            .insert_account_token(
-                &hash_opaque(&token),
-                purpose,
-                &AccountToken {
-                    user_id: user.id.clone(),
-                    email: user.email.clone(),
-                },
-                now,
-                now + lifetime,
-            )
+            .insert_account_token(&hash_opaque(&token), purpose, stored, now, now + lifetime)
             .await?;
         Ok(token)
     }
 
-    /// Uses a verification token: the address it was mailed to is now verified.
-    /// Returns the user's id.
-    pub async fn verify_email(&self, token: &str) -> Result<String, SelfServiceError> {
+    /// Uses a verification token: the address it was mailed to is now verified, or, for
+    /// a pending address, becomes the account's address (ASVS 2.2.3). Returns the token
+    /// as stored (whose it was, and a sign-up's browser binding).
+    pub async fn verify_email(&self, token: &str) -> Result<AccountToken, SelfServiceError> {
         if !plausible_token(token) {
             return Err(SelfServiceError::InvalidToken);
         }
-        self.store
+        match self
+            .store
             .redeem_verification(&hash_opaque(token), unix_now())
             .await?
-            .map(|t| t.user_id)
-            .ok_or(SelfServiceError::InvalidToken)
+        {
+            Some(Verified::Address(t)) => Ok(t),
+            Some(Verified::Changed { token, previous }) => {
+                self.notify(
+                    &previous,
+                    "Your e-mail address was changed",
+                    format!(
+                        "The e-mail address of your account is now {new}; this address no \
+                         longer belongs to it.\n\n{warning}",
+                        new = token.email,
+                        warning = self.not_you(),
+                    ),
+                );
+                Ok(token)
+            }
+            Some(Verified::Taken) => Err(SelfServiceError::EmailTaken),
+            None => Err(SelfServiceError::InvalidToken),
+        }
+    }
+
+    /// A notice to an address: no link in it acts on the account, so a notice that
+    /// reaches the wrong reader gives nothing away.
+    fn notify(&self, to: &str, subject: &str, body: String) {
+        self.mailer.send_later(Mail {
+            to: to.to_string(),
+            subject: subject.into(),
+            body,
+        });
+    }
+
+    fn not_you(&self) -> String {
+        format!(
+            "If this was not you, someone may know your password: sign in at \
+             {issuer}/login and change it, or ask an administrator for help.\n",
+            issuer = self.issuer
+        )
     }
 
     /// Mails a reset link when an enabled account has this address; answers the same
@@ -394,8 +464,15 @@ impl SelfService {
     }
 
     async fn send_reset(&self, user: &UserRecord) -> Result<(), SelfServiceError> {
+        // Only ever to the account's current address, never to a pending one: a reset
+        // link is a way in, and a pending address is not proven to be the owner's.
+        let stored = AccountToken {
+            user_id: user.id.clone(),
+            email: user.email.clone(),
+            ..AccountToken::default()
+        };
         let token = self
-            .new_token(user, TokenPurpose::ResetPassword, RESET_PASSWORD_SECONDS)
+            .new_token(&stored, TokenPurpose::ResetPassword, RESET_PASSWORD_SECONDS)
             .await?;
         self.mailer.send_later(Mail {
             to: user.email.clone(),
@@ -449,19 +526,40 @@ impl SelfService {
         check_password(password.expose_secret(), &user.username, &user.email)
             .map_err(|m| invalid("password", password_message(m)))?;
         let password_hash = self.accounts.hasher.hash(password).await?;
-        self.store
+        let done = self
+            .store
             .reset_password(&hash, &password_hash, unix_now(), now + refresh_lifetime)
-            .await?
-            .map(|_| user.id)
-            .ok_or(SelfServiceError::InvalidToken)
+            .await?;
+        if done.is_none() {
+            return Err(SelfServiceError::InvalidToken);
+        }
+        self.password_notice(&user);
+        Ok(user.id)
     }
 
-    /// Changes the password of a signed-in user who proves the current one.
+    /// ASVS 2.2.3: the account's address hears of every password change and reset.
+    fn password_notice(&self, user: &UserRecord) {
+        self.notify(
+            &user.email,
+            "Your password was changed",
+            format!(
+                "The password of the account {username} was just changed.\n\n{warning}",
+                username = user.username,
+                warning = self.not_you(),
+            ),
+        );
+    }
+
+    /// Changes the password of a signed-in user who proves the current one; with
+    /// `sign_out`, the user's other sessions end and their refresh tokens are revoked in
+    /// the same transaction (ASVS 3.3.3). The address is told (ASVS 2.2.3).
     pub async fn change_password(
         &self,
         user: &UserRecord,
         current: &SecretString,
         new: &SecretString,
+        sign_out: Option<&KeepSession>,
+        revoke_until_seconds: i64,
     ) -> Result<(), SelfServiceError> {
         let mut errors = FieldErrors::new();
         if let Err(m) = check_password(new.expose_secret(), &user.username, &user.email) {
@@ -483,43 +581,151 @@ impl SelfService {
             return Err(SelfServiceError::Invalid(errors));
         }
         let hash = self.accounts.hasher.hash(new).await?;
+        let now = unix_now();
         match self
             .store
-            .set_password_hash_by_id(&user.id, &hash, unix_now())
+            .change_password_by_id(&user.id, &hash, sign_out, now, now + revoke_until_seconds)
             .await
         {
             Err(StoreError::NotFound) => Err(SelfServiceError::NoAccount),
-            other => Ok(other?),
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                self.password_notice(user);
+                Ok(())
+            }
         }
     }
 
-    /// Applies a profile edit; a new address is unverified and gets a verification mail.
+    /// Whether `edit` asks for an address other than the user's current one (then it
+    /// needs the current password).
+    pub fn changes_email(user: &UserRecord, edit: &ProfileEdit) -> bool {
+        // An address that is not one is only a validation error, not a change.
+        edit.email
+            .as_deref()
+            .and_then(normalize_email)
+            .is_some_and(|e| e != user.email)
+    }
+
+    /// Applies a profile edit. A new address needs the current password and is only
+    /// pending: it becomes the account's address when the link mailed to it is opened,
+    /// and the current address is told (ASVS 2.2.3: a stolen session alone cannot move
+    /// the account, nor its reset links, to another mailbox). Everything else applies at
+    /// once, in the same transaction.
     pub async fn update_profile(
         &self,
         user: &UserRecord,
         edit: &ProfileEdit,
+        current_password: Option<&SecretString>,
     ) -> Result<UserRecord, SelfServiceError> {
-        let change = check_profile(edit).map_err(SelfServiceError::Invalid)?;
-        let new_email = change.email.as_ref().filter(|e| **e != user.email).cloned();
+        let checked = check_profile(edit);
+        let new_email = match &checked {
+            Ok(change) => change.email.as_ref().filter(|e| **e != user.email).cloned(),
+            Err(_) => None,
+        };
+        let mut errors = checked.as_ref().err().cloned().unwrap_or_default();
+        if Self::changes_email(user, edit) {
+            let proven = match current_password {
+                Some(p) => {
+                    super::validate_password(p.expose_secret()).is_ok()
+                        && self
+                            .accounts
+                            .hasher
+                            .verify(p, user.password_hash.as_deref())
+                            .await?
+                }
+                None => false,
+            };
+            if !proven {
+                errors.insert(
+                    "current_password",
+                    "Enter your current password to change the e-mail address.".into(),
+                );
+            }
+        }
+        let mut change = match checked {
+            Ok(change) if errors.is_empty() => change,
+            _ => return Err(SelfServiceError::Invalid(errors)),
+        };
+        // The address itself never changes here; it waits in `pending_email`.
+        change.email = None;
+        let token = new_opaque();
+        let token_hash = hash_opaque(&token);
+        let now = unix_now();
+        let mailed = new_email.as_ref().map(|email| MailedToken {
+            hash: &token_hash,
+            purpose: TokenPurpose::VerifyEmail,
+            email: email.clone(),
+            expires_at: now + VERIFY_EMAIL_SECONDS,
+        });
+        change.pending_email = new_email.clone();
         match self
             .store
-            .update_profile(&user.id, &change, unix_now())
+            .update_profile(&user.id, &change, mailed.as_ref(), now)
             .await
         {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Err(SelfServiceError::EmailTaken),
             Err(StoreError::NotFound) => return Err(SelfServiceError::NoAccount),
             Err(e) => return Err(e.into()),
         }
-        let updated = self
-            .store
+        if let Some(email) = &new_email {
+            self.mail_email_change(user, email, &token).await?;
+        }
+        self.store
             .find_user_by_id(&user.id)
             .await?
-            .ok_or(SelfServiceError::NoAccount)?;
-        if new_email.is_some() {
-            self.send_verification(&updated).await?;
+            .ok_or(SelfServiceError::NoAccount)
+    }
+
+    /// The mails of a change request: the link to the new address (or, when another
+    /// account has it, a notice without a link, so the answer tells nothing about that
+    /// address), and a notice to the current one.
+    async fn mail_email_change(
+        &self,
+        user: &UserRecord,
+        new: &str,
+        token: &str,
+    ) -> Result<(), SelfServiceError> {
+        let owned = self
+            .store
+            .find_user_by_email(new)
+            .await?
+            .is_some_and(|other| other.id != user.id);
+        if owned {
+            self.notify(
+                new,
+                "Someone tried to use your address",
+                format!(
+                    "Someone asked to move another account to this address, but it already \
+                     belongs to an account. Nothing changed.\n\nIf this was you, sign in at \
+                     {issuer}/login with your existing account.\n",
+                    issuer = self.issuer
+                ),
+            );
+        } else {
+            self.notify(
+                new,
+                "Verify your new e-mail address",
+                format!(
+                    "Someone (perhaps you) asked to use {new} for the account {username}. Open \
+                     this link within 24 hours to confirm:\n\n{issuer}/verify-email?token={token}\n\n\
+                     If this was not you, ignore this mail: nothing changes.\n",
+                    username = user.username,
+                    issuer = self.issuer,
+                ),
+            );
         }
-        Ok(updated)
+        self.notify(
+            &user.email,
+            "A change of your e-mail address was requested",
+            format!(
+                "Someone signed in to the account {username} asked to change its e-mail \
+                 address to {new}. The change happens only when the link mailed to that \
+                 address is opened; until then this address stays the account's.\n\n{warning}",
+                username = user.username,
+                warning = self.not_you(),
+            ),
+        );
+        Ok(())
     }
 }
 

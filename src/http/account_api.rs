@@ -22,12 +22,13 @@ use super::AppState;
 use super::audit::profile_updated;
 use super::client_auth::{TokenFailure, authenticate_client, no_store};
 use super::error::Unavailable;
+use super::reauth;
 use super::userinfo::bearer_error;
-use crate::accounts::{ProfileEdit, Registration, SelfServiceError};
+use crate::accounts::{ProfileEdit, Registration, SelfService, SelfServiceError};
 use crate::audit::Event;
 use crate::oidc::params::Params;
-use crate::ratelimit::{AccountKey, RetryAfter};
-use crate::storage::{UserRecord, unix_now};
+use crate::ratelimit::RetryAfter;
+use crate::storage::{KeepSession, UserRecord, unix_now};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -229,12 +230,15 @@ async fn register(
     let body: RegisterBody = json_body(&headers, &body)?;
     let registered = state
         .selfservice
-        .register(Registration {
-            username: body.username,
-            email: body.email,
-            password: secret(body.password),
-            name: body.name,
-        })
+        .register(
+            Registration {
+                username: body.username,
+                email: body.email,
+                password: secret(body.password),
+                name: body.name,
+            },
+            None,
+        )
         .await?;
     state.audit(
         &state.audit_context(ip, &headers),
@@ -274,21 +278,23 @@ async fn bearer_user(
         .map(|(user, _)| user)
 }
 
-/// The user behind a bearer token and the session (`sid`) the token was issued in.
+/// The user behind a bearer token, and the session (`sid`) and refresh family (`gid`)
+/// the token was issued in: what "this session" means to the API.
 async fn bearer_caller(
     state: &AppState,
     headers: &HeaderMap,
     need: Need,
-) -> Result<(UserRecord, Option<String>), ApiError> {
+) -> Result<(UserRecord, KeepSession), ApiError> {
     bearer_token_caller(state, headers, need)
         .await
-        .map(|c| (c.user, c.sid))
+        .map(|c| (c.user, c.current))
 }
 
 /// Who calls with a bearer token, and what the token allows.
 struct Caller {
     user: UserRecord,
-    sid: Option<String>,
+    /// The session and refresh family the token was issued in.
+    current: KeepSession,
     /// None for a first-party client's token (the whole profile); else the token's
     /// scopes, which bound the claims it may read.
     third_party_scopes: Option<Vec<String>>,
@@ -346,10 +352,11 @@ async fn bearer_token_caller(
             why,
         ));
     }
-    let sid = claims
-        .get("sid")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let claim = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
+    let current = KeepSession {
+        sid: claim("sid"),
+        family_id: claim("gid"),
+    };
     let third_party_scopes = (!first_party).then(|| {
         str_claim("scope")
             .split(' ')
@@ -360,7 +367,7 @@ async fn bearer_token_caller(
     match state.store.find_user_by_id(str_claim("sub")).await {
         Ok(Some(user)) if !user.disabled => Ok(Caller {
             user,
-            sid,
+            current,
             third_party_scopes,
         }),
         Ok(_) => Err(SelfServiceError::NoAccount.into()),
@@ -377,6 +384,7 @@ pub fn profile_json(user: &UserRecord) -> Value {
         "username": user.username,
         "email": user.email,
         "email_verified": user.email_verified,
+        "pending_email": user.pending_email,
         "name": user.name,
         "given_name": user.given_name,
         "family_name": user.family_name,
@@ -422,9 +430,13 @@ struct PatchBody {
     picture: Option<String>,
     locale: Option<String>,
     email: Option<String>,
+    /// Needed with a new `email` (ASVS 2.2.3).
+    current_password: Option<String>,
 }
 
-/// `PATCH /api/v1/account/me`: any of the editable fields; `""` clears one.
+/// `PATCH /api/v1/account/me`: any of the editable fields; `""` clears one. A new
+/// `email` needs `current_password` and waits in `pending_email` until the link mailed
+/// to it is opened.
 async fn patch_me(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -441,11 +453,33 @@ async fn patch_me(
         locale: body.locale,
         email: body.email,
     };
-    let updated = state.selfservice.update_profile(&user, &edit).await?;
-    state.audit(
-        &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
-        profile_updated(&user, &updated),
-    );
+    let ip = state.client_ip(peer.ip(), &headers);
+    let audit = state.audit_context(ip, &headers);
+    let reauth = SelfService::changes_email(&user, &edit);
+    if reauth {
+        // The limit is checked before argon2 runs, as at sign-in.
+        if let Err(wait) = reauth::check(&state, &user, ip)
+            .await
+            .map_err(ApiError::Internal)?
+        {
+            return Err(ApiError::Limited(wait));
+        }
+    }
+    let password = body.current_password.map(secret);
+    let result = state
+        .selfservice
+        .update_profile(&user, &edit, password.as_ref())
+        .await;
+    if let Err(SelfServiceError::Invalid(fields)) = &result
+        && reauth
+        && fields.contains_key("current_password")
+    {
+        reauth::failed(&state, &user, ip, &audit)
+            .await
+            .map_err(ApiError::Internal)?;
+    }
+    let updated = result?;
+    state.audit(&audit, profile_updated(&user, &updated));
     Ok(profile_response(&updated))
 }
 
@@ -454,6 +488,9 @@ async fn patch_me(
 struct PasswordBody {
     current_password: String,
     new_password: String,
+    /// Default true: other sessions end and their refresh tokens are revoked (ASVS
+    /// 3.3.3); the calling token's session and family stay.
+    sign_out_other_sessions: Option<bool>,
 }
 
 /// `POST /api/v1/account/me/password`. A wrong current password counts as a failed
@@ -464,49 +501,43 @@ async fn change_password(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let user = bearer_user(&state, &headers, Need::Change).await?;
+    let (user, current) = bearer_caller(&state, &headers, Need::Change).await?;
     let body: PasswordBody = json_body(&headers, &body)?;
     let ip = state.client_ip(peer.ip(), &headers);
-    let internal = |e: &dyn std::fmt::Display| {
-        ApiError::Internal(Box::new(Unavailable::log(e).into_response()))
-    };
-    if let Err(wait) = state
-        .limits
-        .check(&AccountKey::user(&user.id), Some(ip), unix_now())
+    let audit = state.audit_context(ip, &headers);
+    if let Err(wait) = reauth::check(&state, &user, ip)
         .await
-        .map_err(|e| internal(&e))?
+        .map_err(ApiError::Internal)?
     {
         return Err(ApiError::Limited(wait));
     }
+    let sign_out = body.sign_out_other_sessions.unwrap_or(true);
     let result = state
         .selfservice
         .change_password(
             &user,
             &secret(body.current_password),
             &secret(body.new_password),
+            sign_out.then_some(&current),
+            state.refresh_lifetime(),
         )
         .await;
     if let Err(SelfServiceError::Invalid(fields)) = &result
         && fields.contains_key("current_password")
     {
-        let triggered = state
-            .limits
-            .failed(&AccountKey::user(&user.id), Some(ip), unix_now())
+        reauth::failed(&state, &user, ip, &audit)
             .await
-            .map_err(|e| internal(&e))?;
-        super::audit::login_failed(
-            &state,
-            &state.audit_context(ip, &headers),
-            None,
-            crate::accounts::Rejection::BadPassword,
-            Some(&user.id),
-            triggered,
-        );
+            .map_err(ApiError::Internal)?;
     }
     result?;
+    if sign_out {
+        state.sessions_ended();
+    }
     state.audit(
-        &state.audit_context(ip, &headers),
-        Event::success("password.changed").user(&user.id),
+        &audit,
+        Event::success("password.changed")
+            .user(&user.id)
+            .detail("signed_out_others", sign_out),
     );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -586,10 +617,10 @@ async fn verify_email(
     body: Bytes,
 ) -> ApiResult {
     let body: TokenBody = limited_json(&state, peer.ip(), &headers, &body).await?;
-    let user_id = state.selfservice.verify_email(&body.token).await?;
+    let token = state.selfservice.verify_email(&body.token).await?;
     state.audit(
         &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
-        Event::success("email.verified").user(&user_id),
+        Event::success("email.verified").user(&token.user_id),
     );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -617,7 +648,7 @@ async fn list_sessions(State(state): State<AppState>, headers: HeaderMap) -> Api
                 "auth_time": s.auth_time,
                 "user_agent": s.user_agent,
                 "ip": s.ip,
-                "current": current.as_deref() == Some(s.sid.as_str()),
+                "current": current.sid.as_deref() == Some(s.sid.as_str()),
             })
         })
         .collect();

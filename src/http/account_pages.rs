@@ -18,11 +18,12 @@ use super::AppState;
 use super::authorize::{current_session, is_form, proceed};
 use super::error::Unavailable;
 use super::pages;
-use crate::accounts::{FieldErrors, ProfileEdit, Registration, SelfServiceError};
+use super::reauth;
+use crate::accounts::{FieldErrors, ProfileEdit, Registration, SelfService, SelfServiceError};
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::params::Params;
-use crate::ratelimit::AccountKey;
-use crate::storage::{SessionRecord, UserRecord, unix_now};
+use crate::ratelimit::RetryAfter;
+use crate::storage::{KeepSession, SessionRecord, UserRecord, unix_now};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -279,7 +280,17 @@ async fn register_submit(
         password: SecretString::from(field(&form, "password")),
         name: Some(context.name.clone()).filter(|n| !n.trim().is_empty()),
     };
-    let registered = match state.selfservice.register(registration).await {
+    let immediate = state.config.accounts.sign_in_after_registration
+        && !state.config.accounts.require_verified_email;
+    // The link signs in this browser (and resumes `req`) when it is opened here.
+    let binding = match pages::signup_binding(&state, &jar) {
+        Some(browser_hash) if !immediate => Some(crate::accounts::SignupBinding {
+            browser_hash,
+            resume_request: req.clone(),
+        }),
+        _ => None,
+    };
+    let registered = match state.selfservice.register(registration, binding).await {
         Ok(r) => r,
         Err(SelfServiceError::Invalid(errors)) => {
             context.errors = errors;
@@ -299,13 +310,15 @@ async fn register_submit(
         super::audit::registered(registered.user.as_ref(), "page"),
     );
     let check_mail = format!(
-        "We sent a link to {}. Open it to verify your address, then sign in.",
+        "We sent a link to {}. Open it in this browser to verify your address and continue.",
         registered.email
     );
-    // With verification required, a new account cannot sign in yet; an address that
-    // was already in use gets the same page (its owner got a mail instead).
+    // Verification first (the default): a new account and an address already in use
+    // get the same status, page and cookies, so the page tells no one which addresses
+    // have accounts (the owner got a mail instead). Signing in at once
+    // (`accounts.sign_in_after_registration`) answers differently, by choice.
     let user = match registered.user {
-        Some(user) if !state.config.accounts.require_verified_email => user,
+        Some(user) if immediate => user,
         _ => return message(&state, "Check your e-mail", &check_mail),
     };
     let origin = pages::session_origin(&headers, ip);
@@ -520,6 +533,7 @@ async fn reset_submit(
 async fn verify_page(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
 ) -> Response {
@@ -542,11 +556,18 @@ async fn verify_page(
         .verify_email(q.token.as_deref().unwrap_or_default())
         .await
     {
-        Ok(user_id) => {
+        Ok(token) => {
             state.audit(
                 &state.audit_context(ip, &headers),
-                crate::audit::Event::success("email.verified").user(&user_id),
+                crate::audit::Event::success("email.verified").user(&token.user_id),
             );
+            let same_browser = token
+                .browser_hash
+                .as_deref()
+                .is_some_and(|h| pages::same_browser(&state, &jar, h));
+            if same_browser {
+                return signed_up(&state, jar, &headers, ip, &token).await;
+            }
             message(
                 &state,
                 "Your e-mail address is verified",
@@ -554,7 +575,65 @@ async fn verify_page(
             )
         }
         Err(SelfServiceError::InvalidToken) => bad_link(&state),
+        Err(SelfServiceError::EmailTaken) => pages::error_page(
+            &state,
+            StatusCode::CONFLICT,
+            "This address belongs to another account now",
+            "Your account keeps its current address. Choose another one on your account page.",
+        ),
         Err(e) => Unavailable::log(&e).into_response(),
+    }
+}
+
+/// A sign-up's link opened in the browser that signed up: that browser proved the
+/// password at sign-up and now the mailbox, so it is signed in, and the authorization
+/// request it came with (`prompt=create`, the login page's sign-up link) continues.
+async fn signed_up(
+    state: &AppState,
+    jar: CookieJar,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    token: &crate::storage::AccountToken,
+) -> Response {
+    let user = match state.store.find_user_by_id(&token.user_id).await {
+        Ok(Some(user)) if !user.disabled => user,
+        Ok(_) => return bad_link(state),
+        Err(e) => return Unavailable::log(&e).into_response(),
+    };
+    let origin = pages::session_origin(headers, ip);
+    let (jar, session) = match pages::sign_in(state, jar, &user.id, &origin).await {
+        Ok(signed_in) => signed_in,
+        Err(response) => return response,
+    };
+    state.audit(
+        &state.audit_context(ip, headers),
+        crate::audit::Event::success("login.succeeded")
+            .user(&user.id)
+            .detail("method", "signup_link"),
+    );
+    let request = match &token.resume_request {
+        Some(req) => state
+            .sessions
+            .load_request(req, unix_now())
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    match request {
+        Some(request) => {
+            proceed(
+                state,
+                jar,
+                request,
+                token.resume_request.clone(),
+                Some(session),
+                true,
+            )
+            .await
+        }
+        // No request, or it expired meanwhile: the account page.
+        None => (jar, Redirect::to("/account")).into_response(),
     }
 }
 
@@ -588,6 +667,7 @@ impl ProfileForm {
 struct AccountView {
     username: String,
     email_verified: bool,
+    pending_email: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -641,6 +721,7 @@ fn account_view(
         user: AccountView {
             username: user.username.clone(),
             email_verified: user.email_verified,
+            pending_email: user.pending_email.clone(),
         },
         roles: user.roles.clone(),
         form: page.form,
@@ -700,8 +781,8 @@ async fn account_submit(
     let ip = state.client_ip(peer.ip(), &headers);
     let audit = state.audit_context(ip, &headers);
     let page = match form.get("action") {
-        Some("profile") => save_profile(&state, &user, &form, &audit).await,
-        Some("password") => change_password(&state, &user, &form, ip, &audit).await,
+        Some("profile") => save_profile(&state, &user, &form, ip, &audit).await,
+        Some("password") => change_password(&state, &session, &user, &form, ip, &audit).await,
         Some("verification") => resend(&state, &user, ip).await,
         _ => Err(Box::new(pages::error_page(
             &state,
@@ -718,10 +799,15 @@ async fn account_submit(
 
 type Outcome = Result<(UserRecord, AccountPage), Box<Response>>;
 
+/// The profile form's password field: its own name on the page, so its message does
+/// not show on the password form's field of the same meaning.
+const EMAIL_PASSWORD: &str = "email_password";
+
 async fn save_profile(
     state: &AppState,
     user: &UserRecord,
     form: &Params,
+    ip: IpAddr,
     audit: &crate::audit::Context,
 ) -> Outcome {
     let edit = ProfileEdit {
@@ -740,101 +826,133 @@ async fn save_profile(
         picture: field(form, "picture"),
         locale: field(form, "locale"),
     };
-    let failed = |errors: FieldErrors| {
-        Ok((
-            user.clone(),
-            AccountPage {
-                form: typed,
-                errors,
-                error: None,
-                notice: None,
-                status: StatusCode::BAD_REQUEST,
-                retry_after: None,
-            },
-        ))
-    };
-    match state.selfservice.update_profile(user, &edit).await {
+    let reauth = SelfService::changes_email(user, &edit);
+    if reauth {
+        // ASVS 2.2.1: the limit is checked before argon2 runs, as at sign-in.
+        match reauth::check(state, user, ip).await? {
+            Ok(()) => {}
+            Err(wait) => return Ok(limited_page(user, typed, wait)),
+        }
+    }
+    let password = form
+        .get(EMAIL_PASSWORD)
+        .filter(|p| !p.is_empty())
+        .map(|p| SecretString::from(p.to_string()));
+    match state
+        .selfservice
+        .update_profile(user, &edit, password.as_ref())
+        .await
+    {
         Ok(updated) => {
             state.audit(audit, super::audit::profile_updated(user, &updated));
             let mut page = AccountPage::of(&updated);
-            page.notice = Some(if updated.email != user.email {
-                format!(
-                    "Profile saved. We sent a verification link to {}.",
-                    updated.email
-                )
-            } else {
-                "Profile saved.".into()
+            page.notice = Some(match &updated.pending_email {
+                Some(pending) if updated.pending_email != user.pending_email || reauth => {
+                    format!(
+                        "Profile saved. Your address changes to {pending} when you open the link we mailed there."
+                    )
+                }
+                _ => "Profile saved.".into(),
             });
             Ok((updated, page))
         }
-        Err(SelfServiceError::Invalid(errors)) => failed(errors),
-        Err(SelfServiceError::EmailTaken) => failed(FieldErrors::from([(
-            "email",
-            "This address belongs to another account.".to_string(),
-        )])),
+        Err(SelfServiceError::Invalid(mut errors)) => {
+            if let Some(message) = errors.remove("current_password") {
+                reauth::failed(state, user, ip, audit).await?;
+                errors.insert(EMAIL_PASSWORD, message);
+            }
+            Ok((
+                user.clone(),
+                AccountPage {
+                    form: typed,
+                    errors,
+                    error: None,
+                    notice: None,
+                    status: StatusCode::BAD_REQUEST,
+                    retry_after: None,
+                },
+            ))
+        }
+        Err(SelfServiceError::Busy) => Err(Box::new(busy(state))),
         Err(SelfServiceError::NoAccount) => Err(Box::new(Redirect::to("/login").into_response())),
         Err(e) => Err(Box::new(Unavailable::log(&e).into_response())),
     }
 }
 
-/// A wrong current password counts as a failed sign-in for the username.
+fn limited_page(
+    user: &UserRecord,
+    form: ProfileForm,
+    wait: RetryAfter,
+) -> (UserRecord, AccountPage) {
+    (
+        user.clone(),
+        AccountPage {
+            form,
+            errors: FieldErrors::new(),
+            error: Some(format!(
+                "Too many failed attempts. Try again in {} minute(s).",
+                wait.seconds().div_ceil(60)
+            )),
+            notice: None,
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(wait.seconds()),
+        },
+    )
+}
+
+/// A wrong current password counts as a failed sign-in for the username. The other
+/// sessions end unless the box is unticked (ASVS 3.3.3); this browser's stays.
 async fn change_password(
     state: &AppState,
+    session: &SessionRecord,
     user: &UserRecord,
     form: &Params,
     ip: IpAddr,
     audit: &crate::audit::Context,
 ) -> Outcome {
-    let mut page = AccountPage::of(user);
-    match state
-        .limits
-        .check(&AccountKey::user(&user.id), Some(ip), unix_now())
-        .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(wait)) => {
-            page.error = Some(format!(
-                "Too many failed attempts. Try again in {} minute(s).",
-                wait.seconds().div_ceil(60)
-            ));
-            page.status = StatusCode::TOO_MANY_REQUESTS;
-            page.retry_after = Some(wait.seconds());
-            return Ok((user.clone(), page));
-        }
-        Err(e) => return Err(Box::new(Unavailable::log(&e).into_response())),
+    if let Err(wait) = reauth::check(state, user, ip).await? {
+        return Ok(limited_page(user, ProfileForm::of(user), wait));
     }
+    let mut page = AccountPage::of(user);
     let current = SecretString::from(field(form, "current_password"));
     let new = SecretString::from(field(form, "new_password"));
+    // An unticked checkbox sends nothing.
+    let sign_out = form.get("sign_out_other_sessions").is_some();
+    let keep = KeepSession {
+        sid: Some(session.sid.clone()),
+        family_id: None,
+    };
     match state
         .selfservice
-        .change_password(user, &current, &new)
+        .change_password(
+            user,
+            &current,
+            &new,
+            sign_out.then_some(&keep),
+            state.refresh_lifetime(),
+        )
         .await
     {
         Ok(()) => {
+            if sign_out {
+                state.sessions_ended();
+            }
             state.audit(
                 audit,
-                crate::audit::Event::success("password.changed").user(&user.id),
+                crate::audit::Event::success("password.changed")
+                    .user(&user.id)
+                    .detail("signed_out_others", sign_out),
             );
-            page.notice = Some("Password changed.".into());
+            page.notice = Some(if sign_out {
+                "Password changed. You were signed out everywhere else.".into()
+            } else {
+                "Password changed.".into()
+            });
             Ok((user.clone(), page))
         }
         Err(SelfServiceError::Invalid(errors)) => {
             if errors.contains_key("current_password") {
-                match state
-                    .limits
-                    .failed(&AccountKey::user(&user.id), Some(ip), unix_now())
-                    .await
-                {
-                    Ok(triggered) => super::audit::login_failed(
-                        state,
-                        audit,
-                        None,
-                        crate::accounts::Rejection::BadPassword,
-                        Some(&user.id),
-                        triggered,
-                    ),
-                    Err(e) => return Err(Box::new(Unavailable::log(&e).into_response())),
-                }
+                reauth::failed(state, user, ip, audit).await?;
             }
             page.errors = errors;
             page.status = StatusCode::BAD_REQUEST;

@@ -18,6 +18,7 @@ mod login;
 mod logout;
 pub mod metrics;
 pub mod pages;
+mod reauth;
 mod token;
 mod userinfo;
 

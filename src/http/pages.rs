@@ -252,6 +252,24 @@ pub fn csrf_secret(state: &AppState, jar: CookieJar) -> (CookieJar, String) {
     }
 }
 
+/// SHA-256 of a value only this browser can compute again: an HMAC of a fixed label
+/// under its CSRF secret (HttpOnly, never in a page). A sign-up stores it with its
+/// verification link, so the link signs in only the browser that signed up; and since
+/// the CSRF cookie already exists when the form is posted, a sign-up sets no cookie of
+/// its own, whatever the address (no enumeration by cookies).
+pub fn signup_binding(state: &AppState, jar: &CookieJar) -> Option<Vec<u8>> {
+    let secret = jar.get(state.cookies.csrf)?.value().to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).ok()?;
+    mac.update(b"oxidp-signup-browser");
+    let value = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    Some(crate::sessions::hash_opaque(&value))
+}
+
+/// Whether this browser is the one `signup_binding` was computed in.
+pub fn same_browser(state: &AppState, jar: &CookieJar, stored: &[u8]) -> bool {
+    signup_binding(state, jar).is_some_and(|mine| bool::from(mine.as_slice().ct_eq(stored)))
+}
+
 /// The token a form carries: HMAC of the pending request id under the browser's secret,
 /// so a token is good only for this browser and this request.
 pub fn csrf_token(secret: &str, request_id: &str) -> String {

@@ -77,6 +77,20 @@ impl Store {
         now: i64,
         revoke_until: i64,
     ) -> Result<()> {
+        self.update_user(id, change, None, now, revoke_until).await
+    }
+
+    /// `admin_update_user`, plus (for a user's own change of address) a mailed token
+    /// stored in the same transaction after the user's earlier links for other addresses
+    /// than the current one are dropped, so only the latest change link works.
+    pub(super) async fn update_user(
+        &self,
+        id: &str,
+        change: &AdminUserChange,
+        mailed: Option<&super::accounts::MailedToken<'_>>,
+        now: i64,
+        revoke_until: i64,
+    ) -> Result<()> {
         let p = &change.profile;
         let flag = |f: &Option<Option<String>>| f.is_some();
         let value = |f: &Option<Option<String>>| f.clone().flatten();
@@ -93,6 +107,7 @@ impl Store {
                                        WHEN $12 AND email <> $13 THEN FALSE \
                                        ELSE email_verified END, \
                  email = CASE WHEN $12 THEN $13 ELSE email END, \
+                 pending_email = CASE WHEN $19 THEN $20 WHEN $12 THEN NULL ELSE pending_email END, \
                  disabled = CASE WHEN $17 THEN $18 ELSE disabled END, \
                  updated_at = $14 \
                  WHERE id = $1",
@@ -115,6 +130,8 @@ impl Store {
             .bind(change.email_verified.unwrap_or(false))
             .bind(change.disabled.is_some())
             .bind(change.disabled.unwrap_or(false))
+            .bind(p.pending_email.is_some())
+            .bind(p.pending_email.clone())
             .execute(&mut *tx)
             .await
             .map_err(|e| on_unique(e, |_| "email"))?
@@ -139,6 +156,28 @@ impl Store {
             }
             if change.disabled == Some(true) {
                 revoke_everything!(tx, id, now, revoke_until);
+            }
+            if let Some(m) = mailed {
+                sqlx::query(
+                    "DELETE FROM account_tokens WHERE user_id = $1 AND purpose = $2 \
+                     AND email <> (SELECT email FROM users WHERE id = $1)",
+                )
+                .bind(id)
+                .bind(m.purpose.as_str())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO account_tokens (token_hash, purpose, user_id, email, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(m.hash)
+                .bind(m.purpose.as_str())
+                .bind(id)
+                .bind(&m.email)
+                .bind(now)
+                .bind(m.expires_at)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
         });

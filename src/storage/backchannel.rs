@@ -19,9 +19,16 @@ pub struct Delivery {
 
 /// Inside the transaction `$tx` that ends sessions, before they are marked ended: one
 /// delivery per (live session, client with a `backchannel_logout_uri` that took part in
-/// it). `$which` is a predicate on `b` (the session) with `$1`; `$2` is now.
+/// it). `$which` is a predicate on `b` (the session) with `$1` (and `$3` when `$extra`
+/// is given); `$2` is now.
 macro_rules! queue_logout_notices {
     ($tx:ident, $which:literal, $key:expr, $now:expr) => {{
+        super::backchannel::queue_logout_notices!(@bind $tx, $which, $key, $now,)
+    }};
+    ($tx:ident, $which:literal, $key:expr, $now:expr, $extra:expr) => {{
+        super::backchannel::queue_logout_notices!(@bind $tx, $which, $key, $now, .bind($extra))
+    }};
+    (@bind $tx:ident, $which:literal, $key:expr, $now:expr, $($more:tt)*) => {{
         sqlx::query(concat!(
             "INSERT INTO logout_deliveries (id, client_id, uri, sub, sid, attempts, next_attempt_at, created_at) \
              SELECT b.sid || ' ' || c.id, c.id, c.backchannel_logout_uri, b.user_id, b.sid, 0, $2, $2 \
@@ -35,6 +42,7 @@ macro_rules! queue_logout_notices {
         ))
         .bind($key)
         .bind($now)
+        $($more)*
         .execute(&mut *$tx)
         .await?;
     }};

@@ -49,6 +49,11 @@ const SQLITE: &[Step] = &[
         "audit_events",
         include_str!("../../migrations/sqlite/0008_audit_events.sql"),
     ),
+    (
+        9,
+        "pending_email",
+        include_str!("../../migrations/sqlite/0009_pending_email.sql"),
+    ),
 ];
 
 const POSTGRES: &[Step] = &[
@@ -91,6 +96,11 @@ const POSTGRES: &[Step] = &[
         8,
         "audit_events",
         include_str!("../../migrations/postgres/0008_audit_events.sql"),
+    ),
+    (
+        9,
+        "pending_email",
+        include_str!("../../migrations/postgres/0009_pending_email.sql"),
     ),
 ];
 

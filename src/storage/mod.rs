@@ -25,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::SqlitePool;
 
-pub use accounts::{AccountToken, ProfileChange, TokenPurpose};
+pub use accounts::{AccountToken, KeepSession, MailedToken, ProfileChange, TokenPurpose, Verified};
 pub use admin::AdminUserChange;
 pub use audit::{AuditQuery, AuditRecord};
 pub use backchannel::Delivery;

@@ -8,6 +8,9 @@ pub struct UserRecord {
     pub username: String,
     pub email: String,
     pub email_verified: bool,
+    /// A new address the user asked for; it replaces `email` only once the link mailed
+    /// to it is opened (ASVS 2.2.3).
+    pub pending_email: Option<String>,
     pub password_hash: Option<String>,
     pub name: Option<String>,
     pub given_name: Option<String>,
@@ -47,7 +50,7 @@ pub struct SeedUserRecord {
     pub roles: Vec<String>,
 }
 
-pub(super) const USER_COLUMNS: &str = "id, username, email, email_verified, password_hash, name, given_name, \
+pub(super) const USER_COLUMNS: &str = "id, username, email, email_verified, pending_email, password_hash, name, given_name, \
      family_name, picture, locale, disabled, created_at, updated_at";
 
 /// A user's roles as one column, space-separated (role names have no spaces:
@@ -94,6 +97,7 @@ macro_rules! user_from_row {
             username: row.try_get("username")?,
             email: row.try_get("email")?,
             email_verified: row.try_get("email_verified")?,
+            pending_email: row.try_get("pending_email")?,
             password_hash: row.try_get("password_hash")?,
             name: row.try_get("name")?,
             given_name: row.try_get("given_name")?,

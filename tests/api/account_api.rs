@@ -13,15 +13,15 @@ use crate::helpers::{
 };
 
 /// A first-party client with the password and refresh grants (the frontend's server).
-const FP: &str = "frontend";
+pub(crate) const FP: &str = "frontend";
 /// Passwords that pass every rule (length, not the username, not guessable).
-const STRONG: &str = "quiet meadow lantern 42";
-const STRONGER: &str = "amber harbour violin 77";
+pub(crate) const STRONG: &str = "quiet meadow lantern 42";
+pub(crate) const STRONGER: &str = "amber harbour violin 77";
 
 /// `flow_options()` plus the frontend client and `sections` (TOML tables). Unless
 /// `sections` has its own `[ratelimit]`, the per-IP request limit is raised so that
 /// tests sending many requests from 127.0.0.1 are not limited by it.
-fn options(sections: &str) -> Options {
+pub(crate) fn options(sections: &str) -> Options {
     let roomy = if sections.contains("[ratelimit]") {
         ""
     } else {
@@ -43,7 +43,7 @@ grant_types = ["password", "refresh_token"]
     options
 }
 
-async fn spawn(sections: &str) -> TestApp {
+pub(crate) async fn spawn(sections: &str) -> TestApp {
     spawn_app_with(options(sections)).await
 }
 
@@ -51,7 +51,7 @@ async fn spawn(sections: &str) -> TestApp {
 // Requests
 
 /// Status and JSON body (`Null` when the body is empty, e.g. 204).
-async fn read(response: reqwest::Response) -> (u16, Value) {
+pub(crate) async fn read(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     let body = if text.is_empty() {
@@ -63,7 +63,7 @@ async fn read(response: reqwest::Response) -> (u16, Value) {
 }
 
 /// POSTs JSON without client authentication.
-async fn post(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
     read(
         app.http
             .post(app.url(path))
@@ -76,7 +76,7 @@ async fn post(app: &TestApp, path: &str, body: &Value) -> (u16, Value) {
 }
 
 /// `POST /api/v1/account/register` as the frontend client.
-async fn register(app: &TestApp, body: &Value) -> (u16, Value) {
+pub(crate) async fn register(app: &TestApp, body: &Value) -> (u16, Value) {
     read(
         app.http
             .post(app.url("/api/v1/account/register"))
@@ -90,7 +90,7 @@ async fn register(app: &TestApp, body: &Value) -> (u16, Value) {
 }
 
 /// Registers `username` with `email` and `STRONG`; returns the 201 body.
-async fn register_ok(app: &TestApp, username: &str, email: &str) -> Value {
+pub(crate) async fn register_ok(app: &TestApp, username: &str, email: &str) -> Value {
     let (status, body) = register(
         app,
         &json!({"username": username, "email": email, "password": STRONG}),
@@ -101,7 +101,12 @@ async fn register_ok(app: &TestApp, username: &str, email: &str) -> Value {
 }
 
 /// The password grant as the frontend client.
-async fn grant(app: &TestApp, username: &str, password: &str, scope: &str) -> (u16, Value) {
+pub(crate) async fn grant(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    scope: &str,
+) -> (u16, Value) {
     read(
         app.token(
             &[
@@ -118,14 +123,14 @@ async fn grant(app: &TestApp, username: &str, password: &str, scope: &str) -> (u
 }
 
 /// A successful password grant's token response (scope `openid profile email`).
-async fn sign_in(app: &TestApp, username: &str, password: &str) -> Value {
+pub(crate) async fn sign_in(app: &TestApp, username: &str, password: &str) -> Value {
     let (status, body) = grant(app, username, password, "openid profile email").await;
     assert_eq!(status, 200, "sign in as {username}: {body}");
     body
 }
 
 /// The frontend client's access token for a user.
-async fn access_token(app: &TestApp, username: &str, password: &str) -> String {
+pub(crate) async fn access_token(app: &TestApp, username: &str, password: &str) -> String {
     sign_in(app, username, password).await["access_token"]
         .as_str()
         .unwrap()
@@ -173,13 +178,13 @@ async fn get_me(app: &TestApp, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn me(app: &TestApp, token: &str) -> Value {
+pub(crate) async fn me(app: &TestApp, token: &str) -> Value {
     let (status, body) = read(get_me(app, token).await).await;
     assert_eq!(status, 200, "{body}");
     body
 }
 
-async fn patch_me(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn patch_me(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
     read(
         app.http
             .patch(app.url("/api/v1/account/me"))
@@ -192,7 +197,12 @@ async fn patch_me(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
     .await
 }
 
-async fn post_bearer(app: &TestApp, path: &str, token: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn post_bearer(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    body: &Value,
+) -> reqwest::Response {
     app.http
         .post(app.url(path))
         .bearer_auth(token)
@@ -202,7 +212,7 @@ async fn post_bearer(app: &TestApp, path: &str, token: &str, body: &Value) -> re
         .unwrap()
 }
 
-fn claims(jwt: &str) -> Value {
+pub(crate) fn claims(jwt: &str) -> Value {
     use base64::Engine;
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(
@@ -225,7 +235,7 @@ fn field_names(body: &Value) -> Vec<String> {
     names
 }
 
-fn assert_validation_failed(case: &str, status: u16, body: &Value, fields: &[&str]) {
+pub(crate) fn assert_validation_failed(case: &str, status: u16, body: &Value, fields: &[&str]) {
     assert_eq!(status, 400, "{case}: {body}");
     assert_eq!(body["error"], "validation_failed", "{case}: {body}");
     assert!(body["error_description"].is_string(), "{case}: {body}");
@@ -258,9 +268,9 @@ fn assert_retry_after(response: &reqwest::Response) {
 // The outbox
 
 /// A mail from the outbox: its headers and its decoded body.
-struct Mail {
-    headers: String,
-    body: String,
+pub(crate) struct Mail {
+    pub(crate) headers: String,
+    pub(crate) body: String,
 }
 
 impl Mail {
@@ -286,14 +296,14 @@ impl Mail {
         }
     }
 
-    fn is_to(&self, address: &str) -> bool {
+    pub(crate) fn is_to(&self, address: &str) -> bool {
         self.headers.lines().any(|line| {
             line.to_ascii_lowercase().starts_with("to:")
                 && line.to_lowercase().contains(&address.to_lowercase())
         })
     }
 
-    fn subject(&self) -> String {
+    pub(crate) fn subject(&self) -> String {
         self.headers
             .lines()
             .find_map(|line| {
@@ -305,7 +315,7 @@ impl Mail {
     }
 
     /// The token of the `<issuer>/{page}?token=…` link, if the mail has a whole one.
-    fn token(&self, issuer: &str, page: &str) -> Option<String> {
+    pub(crate) fn token(&self, issuer: &str, page: &str) -> Option<String> {
         let marker = format!("{issuer}/{page}?token=");
         let start = self.body.find(&marker)? + marker.len();
         let rest = &self.body[start..];
@@ -352,7 +362,7 @@ fn quoted_printable_bodies_are_decoded() {
 }
 
 /// Every mail to `address` in the outbox now.
-fn mails_to(app: &TestApp, address: &str) -> Vec<Mail> {
+pub(crate) fn mails_to(app: &TestApp, address: &str) -> Vec<Mail> {
     let Ok(dir) = std::fs::read_dir(app.dir.path().join("outbox")) else {
         return Vec::new();
     };
@@ -367,7 +377,7 @@ fn mails_to(app: &TestApp, address: &str) -> Vec<Mail> {
 
 /// Mail is sent in the background: waits up to 5 s for a mail to `address` that
 /// `pick` accepts.
-async fn wait_for_mail<T>(
+pub(crate) async fn wait_for_mail<T>(
     app: &TestApp,
     address: &str,
     what: &str,
@@ -388,7 +398,12 @@ async fn wait_for_mail<T>(
 
 /// The token of a mailed `<issuer>/{page}?token=…` link to `address` that is not one of
 /// `known` (so a second mail can be told from the first).
-async fn mailed_token(app: &TestApp, address: &str, page: &str, known: &[&str]) -> String {
+pub(crate) async fn mailed_token(
+    app: &TestApp,
+    address: &str,
+    page: &str,
+    known: &[&str],
+) -> String {
     let token = wait_for_mail(app, address, page, |m| {
         m.token(&app.issuer, page)
             .filter(|t| !known.contains(&t.as_str()))
@@ -399,12 +414,12 @@ async fn mailed_token(app: &TestApp, address: &str, page: &str, known: &[&str]) 
 }
 
 /// Gives background mail a moment, for "no mail was sent" assertions.
-async fn settle() {
+pub(crate) async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
 /// Registers `username` and verifies its address through the mailed link.
-async fn register_verified(app: &TestApp, username: &str, email: &str) -> Value {
+pub(crate) async fn register_verified(app: &TestApp, username: &str, email: &str) -> Value {
     let body = register_ok(app, username, email).await;
     let token = mailed_token(app, email, "verify-email", &[]).await;
     let (status, answer) = post(
@@ -979,20 +994,14 @@ async fn a_link_mailed_to_a_previous_address_does_not_verify_the_new_one() {
     register_ok(&app, "bob", "bob@example.com").await;
     let old_link = mailed_token(&app, "bob@example.com", "verify-email", &[]).await;
     let token = access_token(&app, "bob", STRONG).await;
-    let (status, body) = patch_me(&app, &token, &json!({"email": "bobby@example.org"})).await;
-    assert_eq!(status, 200, "{body}");
-    let new_link = mailed_token(&app, "bobby@example.org", "verify-email", &[]).await;
-
-    let (status, body) = post(
+    let (status, body) = patch_me(
         &app,
-        "/api/v1/account/verify-email",
-        &json!({"token": old_link}),
+        &token,
+        &json!({"email": "bobby@example.org", "current_password": STRONG}),
     )
     .await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(body["error"], "invalid_token");
-    assert_eq!(me(&app, &token).await["email_verified"], false);
-
+    assert_eq!(status, 200, "{body}");
+    let new_link = mailed_token(&app, "bobby@example.org", "verify-email", &[]).await;
     let (status, body) = post(
         &app,
         "/api/v1/account/verify-email",
@@ -1003,6 +1012,17 @@ async fn a_link_mailed_to_a_previous_address_does_not_verify_the_new_one() {
     let profile = me(&app, &token).await;
     assert_eq!(profile["email"], "bobby@example.org");
     assert_eq!(profile["email_verified"], true);
+
+    // The link mailed to the address the account had before does nothing now.
+    let (status, body) = post(
+        &app,
+        "/api/v1/account/verify-email",
+        &json!({"token": old_link}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_token");
+    assert_eq!(me(&app, &token).await["email"], "bobby@example.org");
 }
 
 // ---------------------------------------------------------------------------------
@@ -1220,13 +1240,14 @@ async fn bad_reset_confirmations_are_refused() {
 // ---------------------------------------------------------------------------------
 // The profile
 
-const PROFILE_KEYS: [&str; 11] = [
+const PROFILE_KEYS: [&str; 12] = [
     "email",
     "email_verified",
     "family_name",
     "given_name",
     "locale",
     "name",
+    "pending_email",
     "picture",
     "roles",
     "sub",
@@ -1434,29 +1455,24 @@ async fn changing_the_e_mail_address_needs_a_new_verification() {
     register_verified(&app, "bob", "bob@example.com").await;
     let token = access_token(&app, "bob", STRONG).await;
 
-    // The same address in another case is no change.
+    // The same address in another case is no change (and needs no password).
     let (status, profile) = patch_me(&app, &token, &json!({"email": "BOB@example.com"})).await;
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile["email"], "bob@example.com");
     assert_eq!(profile["email_verified"], true);
+    assert!(profile["pending_email"].is_null());
 
-    // Another account's address: 409, nothing changes.
-    let before = app.snapshot().await;
-    let (status, body) = patch_me(
+    let (status, profile) = patch_me(
         &app,
         &token,
-        &json!({"email": "Alice@Example.com", "name": "Not Applied"}),
+        &json!({"email": "New@Example.org", "current_password": STRONG}),
     )
     .await;
-    assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"], "email_taken");
-    assert_eq!(app.snapshot().await, before, "nothing changed");
-
-    let (status, profile) = patch_me(&app, &token, &json!({"email": "New@Example.org"})).await;
     assert_eq!(status, 200, "{profile}");
-    assert_eq!(profile["email"], "new@example.org");
-    assert_eq!(profile["email_verified"], false);
-    assert_eq!(id_token_email_verified(&app, "bob", STRONG).await, false);
+    assert_eq!(profile["email"], "bob@example.com");
+    assert_eq!(profile["pending_email"], "new@example.org");
+    assert_eq!(profile["email_verified"], true);
+    assert_eq!(id_token_email_verified(&app, "bob", STRONG).await, true);
     let link = mailed_token(&app, "new@example.org", "verify-email", &[]).await;
     let (status, body) = post(
         &app,
@@ -1465,7 +1481,9 @@ async fn changing_the_e_mail_address_needs_a_new_verification() {
     )
     .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(me(&app, &token).await["email_verified"], true);
+    let profile = me(&app, &token).await;
+    assert_eq!(profile["email"], "new@example.org");
+    assert_eq!(profile["email_verified"], true);
     // The new address signs in; the old one is free for someone else.
     sign_in(&app, "new@example.org", STRONG).await;
     register_ok(&app, "bobette", "bob@example.com").await;
@@ -1581,7 +1599,7 @@ async fn bad_profile_edits_change_nothing() {
 // ---------------------------------------------------------------------------------
 // Password change
 
-async fn change_password(
+pub(crate) async fn change_password(
     app: &TestApp,
     token: &str,
     current: &str,

@@ -6,6 +6,7 @@ mod helpers;
 
 mod account_api;
 mod account_pages;
+mod account_security;
 mod admin;
 mod audit;
 mod backchannel;

@@ -3,7 +3,7 @@
 // the account API through the app's server route, sign-out through end_session_endpoint,
 // the credentials form (password grant) and sign-up through `prompt=create`.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, createWriteStream, rmSync } from "node:fs";
+import { existsSync, mkdirSync, createWriteStream, rmSync, readdirSync, readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import assert from "node:assert/strict";
@@ -312,6 +312,11 @@ export async function run(runner, oxidp, ctx) {
       await page.fill("#name", "Carol Example");
       await page.fill("#password", `correct horse ${username} battery`);
       await Promise.all([page.waitForLoadState("load"), page.click("button[type=submit]")]);
+      // Verification first: the page says "Check your e-mail" (the same for an address
+      // in use); the mailed link, opened in this browser, signs in and continues.
+      assert.match(await page.content(), /Check your e-mail/);
+      const link = await verificationLink(oxidp, `${username}@example.com`);
+      await page.goto(link);
       await allowIfAsked(page, oxidp);
       await page.waitForURL(`${app.url}/protected`, { timeout: 20_000 });
       assert.equal(await text(page, "user-name"), "Carol Example");
@@ -320,5 +325,22 @@ export async function run(runner, oxidp, ctx) {
   } finally {
     if (browser) await browser.close().catch(() => {});
     await app.stop();
+  }
+}
+
+/** The verification link mailed to `address` (file transport outbox), waiting up to 10 s. */
+async function verificationLink(oxidp, address) {
+  const dir = path.join(oxidp.dir, "outbox");
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    for (const name of existsSync(dir) ? readdirSync(dir) : []) {
+      if (!name.endsWith(".eml")) continue;
+      const raw = readFileSync(path.join(dir, name), "utf8").replace(/=\r?\n/g, "");
+      if (!raw.toLowerCase().includes(`to: ${address}`.toLowerCase())) continue;
+      const match = raw.match(/(https?:\/\/[^\s]+\/verify-email\?token=[A-Za-z0-9_-]+)/);
+      if (match) return match[1];
+    }
+    if (Date.now() > deadline) throw new Error(`no verification mail to ${address} within 10 s`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
