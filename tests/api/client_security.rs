@@ -316,7 +316,7 @@ async fn the_registered_authentication_method_is_the_only_one_accepted() {
     let probe = [("token", access.as_str())];
 
     // …the other one is invalid_client at every client-authenticated endpoint, with
-    // the Basic challenge (RFC 6749 §5.2) when Basic was tried or is the one to use.
+    // the Basic challenge (RFC 6749 §5.2) when Basic was tried.
     for (path, form) in [
         ("/token", &cc[..]),
         ("/introspect", &probe[..]),
@@ -325,7 +325,7 @@ async fn the_registered_authentication_method_is_the_only_one_accepted() {
         assert_invalid_client(
             call(&app, path, form, &Auth::Post(SVC_BASIC, CLIENT_SECRET)).await,
             &format!("{path}: basic client using post"),
-            true,
+            false,
         )
         .await;
         assert_invalid_client(
@@ -338,7 +338,7 @@ async fn the_registered_authentication_method_is_the_only_one_accepted() {
         assert_invalid_client(
             call(&app, path, form, &Auth::None(SVC_BASIC)).await,
             &format!("{path}: confidential client without a secret"),
-            true,
+            false,
         )
         .await;
         assert_invalid_client(
