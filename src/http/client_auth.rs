@@ -164,11 +164,10 @@ pub async fn authenticate_client(
         });
     };
     let registered = client.token_endpoint_auth_method.as_str();
-    // RFC 6749 §5.2: a 401 carries the Basic challenge when Basic was tried, and here
-    // also when Basic is the method this client must use.
+    // RFC 6749 §5.2: the 401 carries the Basic challenge when Basic was tried.
     let fail = |description: String| TokenFailure::Protocol {
         error: Error::new(ErrorCode::InvalidClient, description),
-        basic_used: basic_used || registered == CLIENT_SECRET_BASIC,
+        basic_used,
     };
     let proven = match (&client.secret_hash, secret) {
         (Some(hash), Some(secret)) => secret_matches(&secret, hash),

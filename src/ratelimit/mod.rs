@@ -54,8 +54,11 @@ impl AccountKey {
     }
 
     /// A name that matches no account, trimmed and lower-cased as sign-in compares it.
+    /// No account name is longer than 254 bytes, so longer input is cut (names sharing
+    /// the first 256 characters share a count): a key stays small in every backend.
     fn unknown(typed: &str) -> Self {
-        Self(format!("name:{}", typed.trim().to_lowercase()))
+        let name: String = typed.trim().to_lowercase().chars().take(256).collect();
+        Self(format!("name:{name}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -601,6 +604,7 @@ mod tests {
         assert_eq!(name(" Bob ").as_str(), "name:bob");
         assert_eq!(AccountKey::user("123").as_str(), "acct:123");
         assert_ne!(AccountKey::user("bob"), name("bob"));
+        assert_eq!(name(&"x".repeat(5000)).as_str().len(), "name:".len() + 256);
     }
 
     #[test]

@@ -1163,7 +1163,6 @@ async fn failed_code_exchanges_leave_the_code_redeemable() {
     let mut peek = Peek::open(&app).await;
     let ac = "authorization_code";
     let good = basic(CLIENT, CLIENT_SECRET);
-    let poster = basic("poster", CLIENT_SECRET);
     let first = basic("first", CLIENT_SECRET);
 
     // A confidential client without PKCE.
@@ -1320,7 +1319,8 @@ async fn failed_code_exchanges_leave_the_code_redeemable() {
             .collect();
         redeem_ok(&app, &pairs, auth).await;
     }
-    // The poster client is unaffected by all of this.
+    // The poster client (client_secret_post, its registered method) is unaffected by
+    // all of this.
     let code = code_for(&app, "poster", "").await;
     let response = post_token(
         &app,
@@ -1329,8 +1329,10 @@ async fn failed_code_exchanges_leave_the_code_redeemable() {
             ("grant_type", ac),
             ("code", &code),
             ("redirect_uri", REDIRECT),
+            ("client_id", "poster"),
+            ("client_secret", CLIENT_SECRET),
         ]),
-        Some(&poster),
+        None,
     )
     .await;
     assert_eq!(response.status(), 200);

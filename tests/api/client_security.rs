@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, PUBLIC_CLIENT, TestApp, USER, flow_options,
-    run_binary, spawn_app_with,
+    hidden_input, run_binary, spawn_app_with,
 };
 
 /// A confidential first-party client with the password grant (the frontend's server).
@@ -316,7 +316,7 @@ async fn the_registered_authentication_method_is_the_only_one_accepted() {
     let probe = [("token", access.as_str())];
 
     // …the other one is invalid_client at every client-authenticated endpoint, with
-    // the Basic challenge (RFC 6749 §5.2) when Basic was tried or is the one to use.
+    // the Basic challenge (RFC 6749 §5.2) when Basic was tried.
     for (path, form) in [
         ("/token", &cc[..]),
         ("/introspect", &probe[..]),
@@ -325,7 +325,7 @@ async fn the_registered_authentication_method_is_the_only_one_accepted() {
         assert_invalid_client(
             call(&app, path, form, &Auth::Post(SVC_BASIC, CLIENT_SECRET)).await,
             &format!("{path}: basic client using post"),
-            true,
+            false,
         )
         .await;
         assert_invalid_client(
@@ -338,7 +338,7 @@ async fn the_registered_authentication_method_is_the_only_one_accepted() {
         assert_invalid_client(
             call(&app, path, form, &Auth::None(SVC_BASIC)).await,
             &format!("{path}: confidential client without a secret"),
-            true,
+            false,
         )
         .await;
         assert_invalid_client(
@@ -449,6 +449,80 @@ async fn unknown_names_are_counted_by_the_normalised_name(backend: &str) {
     );
 }
 
+async fn login_page(app: &TestApp, user: &str, password: &str) -> StatusCode {
+    let page = app
+        .http
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_input(&page, "csrf_token").unwrap();
+    app.http
+        .post(app.url("/login"))
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("csrf_token", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn change_password(app: &TestApp, token: &str, current: &str) -> StatusCode {
+    app.http
+        .post(app.url("/api/v1/account/me/password"))
+        .bearer_auth(token)
+        .json(&json!({"current_password": current,
+                      "new_password": "brand new passphrase 77"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The login page, the password grant and the account API's current-password check
+/// all count against the same account, whichever name each was given.
+async fn every_password_check_shares_the_account_count(backend: &str) {
+    let app = spawn_app_with(options(backend)).await;
+    let bob = "quiet meadow lantern 42";
+    let tokens: Value = app
+        .http
+        .post(app.url("/token"))
+        .basic_auth(FP, Some(CLIENT_SECRET))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "bob"),
+            ("password", bob),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = tokens["access_token"].as_str().unwrap().to_string();
+    assert_eq!(change_password(&app, &token, WRONG).await, 400);
+    assert_eq!(login_page(&app, "BOB", WRONG).await, 200);
+    assert_eq!(login_page(&app, "bob@example.com", WRONG).await, 200);
+    assert_eq!(
+        password_grant(&app, "Bob@Example.com", WRONG, "198.51.100.1").await,
+        400
+    );
+    assert_eq!(
+        password_grant(&app, "bob", WRONG, "198.51.100.2").await,
+        400
+    );
+    // Five failures in all: every check refuses the account, the right password too.
+    assert_eq!(password_grant(&app, "bob", bob, "198.51.100.3").await, 429);
+    assert_eq!(login_page(&app, "bob@example.com", bob).await, 429);
+    assert_eq!(change_password(&app, &token, bob).await, 429);
+}
+
 /// One IPv6 end user holds a whole /64; rotating addresses inside it does not escape
 /// the per-IP limit, a neighbouring /64 is not affected.
 async fn ipv6_addresses_count_per_64(backend: &str) {
@@ -516,6 +590,7 @@ macro_rules! every_backend {
 
 every_backend!(
     failures_count_per_account_whatever_name_is_typed,
+    every_password_check_shares_the_account_count,
     a_success_under_one_name_clears_every_name,
     unknown_names_are_counted_by_the_normalised_name,
     ipv6_addresses_count_per_64,

