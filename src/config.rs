@@ -12,12 +12,13 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use url::{Host, Url};
+use url::Url;
+
+use crate::clients::{Declared, SecretSource, record_from_declared};
+use crate::oidc::registration::{AuthMethod, is_loopback};
 
 /// The file read when neither `--config` nor `OXIDP_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "config.toml";
-/// Shortest accepted client secret, in bytes (DESIGN.md: secrets are at least 32 bytes).
-pub const MIN_SECRET_BYTES: usize = 32;
 /// Stands for "the file as a whole" in errors that no single key causes.
 const FILE_KEY: &str = "config.toml";
 /// Top-level tables, for recognising `OXIDP_<SECTION>__<KEY>` typos.
@@ -313,38 +314,14 @@ pub struct SeedUser {
     pub email: String,
     pub password: Option<SecretString>,
     pub password_env: Option<String>,
+    /// The value of `password_env`, read once when the settings are loaded.
+    #[serde(skip)]
+    pub password_from_env: Option<SecretString>,
     pub name: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthMethod {
-    ClientSecretBasic,
-    ClientSecretPost,
-    None,
-}
-
-impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientSecretBasic => "client_secret_basic",
-            Self::ClientSecretPost => "client_secret_post",
-            Self::None => "none",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "client_secret_basic" => Some(Self::ClientSecretBasic),
-            "client_secret_post" => Some(Self::ClientSecretPost),
-            "none" => Some(Self::None),
-            _ => None,
-        }
-    }
 }
 
 /// A client declared in `config.toml`; upserted at start-up.
@@ -355,6 +332,9 @@ pub struct ClientConfig {
     pub name: Option<String>,
     pub secret: Option<SecretString>,
     pub secret_env: Option<String>,
+    /// The value of `secret_env`, read once when the settings are loaded.
+    #[serde(skip)]
+    pub secret_from_env: Option<SecretString>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
     #[serde(default)]
@@ -502,9 +482,40 @@ impl Config {
             }
             e
         };
-        let config: Config = figment.extract().map_err(figment_error).map_err(from_env)?;
+        let mut config: Config = figment.extract().map_err(figment_error).map_err(from_env)?;
+        config.read_secret_variables();
         config.validate().map_err(from_env)?;
         Ok(config)
+    }
+
+    /// Reads the variables that `password_env` and `secret_env` name, once: validation
+    /// and start-up use what was read here.
+    fn read_secret_variables(&mut self) {
+        let read = |var: &Option<String>| {
+            var.as_ref()
+                .and_then(|v| std::env::var(v).ok())
+                .map(SecretString::from)
+        };
+        for user in &mut self.users {
+            user.password_from_env = read(&user.password_env);
+        }
+        for client in &mut self.clients {
+            client.secret_from_env = read(&client.secret_env);
+        }
+    }
+
+    /// The `[[clients]]` entries as records (already validated).
+    pub fn client_records(&self) -> Result<Vec<crate::clients::ClientRecord>, ConfigError> {
+        self.clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| client_record(i, c))
+            .collect()
+    }
+
+    /// The `[[users]]` entries as the accounts service seeds them.
+    pub fn seed_users(&self) -> Vec<crate::accounts::Seed> {
+        self.users.iter().map(SeedUser::seed).collect()
     }
 
     /// Every rule that serde cannot express. Returns the first violation.
@@ -602,7 +613,7 @@ impl Config {
         }
         let mut ids = std::collections::HashSet::new();
         for (i, client) in self.clients.iter().enumerate() {
-            crate::clients::record_from_config(i, client)?;
+            client_record(i, client)?;
             if !ids.insert(client.id.as_str()) {
                 return Err(ConfigError::new(
                     format!("clients[{i}].id"),
@@ -922,16 +933,6 @@ fn validate_bind(key: &str, bind: &str) -> Result<(), ConfigError> {
     })
 }
 
-/// Whether a URL's host is a loopback name or address (RFC 8252 §7.3, §8.3).
-pub fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 /// OIDC Discovery 1.0 §3: the issuer is an https URL with no query or fragment. Plain
 /// http is accepted only on a loopback host, for development.
 pub fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
@@ -1055,9 +1056,11 @@ fn validate_seed_user(i: usize, user: &SeedUser) -> Result<(), ConfigError> {
                 return Err(ConfigError::new(key("password"), "<redacted>", msg));
             }
         }
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(p) => {
-                if let Err(msg) = crate::accounts::check_password(&p, &user.username, &user.email) {
+        (None, Some(var)) => match &user.password_from_env {
+            Some(p) => {
+                if let Err(msg) =
+                    crate::accounts::check_password(p.expose_secret(), &user.username, &user.email)
+                {
                     return Err(ConfigError::new(
                         key("password_env"),
                         format!("{var:?} (value redacted)"),
@@ -1065,7 +1068,7 @@ fn validate_seed_user(i: usize, user: &SeedUser) -> Result<(), ConfigError> {
                     ));
                 }
             }
-            Err(_) => {
+            None => {
                 return Err(ConfigError::new(
                     key("password_env"),
                     format!("{var:?} is not set"),
@@ -1088,25 +1091,64 @@ fn validate_seed_user(i: usize, user: &SeedUser) -> Result<(), ConfigError> {
 }
 
 impl SeedUser {
-    /// The configured password, read from the environment when `password_env` is used.
+    /// The configured password (`password`, or what `password_env` named at load).
     pub fn resolved_password(&self) -> Option<SecretString> {
-        match (&self.password, &self.password_env) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(var)) => std::env::var(var).ok().map(SecretString::from),
-            (None, None) => None,
+        self.password
+            .clone()
+            .or_else(|| self.password_from_env.clone())
+    }
+
+    fn seed(&self) -> crate::accounts::Seed {
+        crate::accounts::Seed {
+            username: self.username.clone(),
+            email: self.email.clone(),
+            password: self.resolved_password(),
+            name: self.name.clone(),
+            given_name: self.given_name.clone(),
+            family_name: self.family_name.clone(),
+            roles: self.roles.clone(),
         }
     }
 }
 
-impl ClientConfig {
-    /// The configured secret, read from the environment when `secret_env` is used.
-    pub fn resolved_secret(&self) -> Option<SecretString> {
-        match (&self.secret, &self.secret_env) {
-            (Some(s), _) => Some(s.clone()),
-            (None, Some(var)) => std::env::var(var).ok().map(SecretString::from),
-            (None, None) => None,
+/// A `[[clients]]` entry as a record; errors name the config key.
+fn client_record(i: usize, c: &ClientConfig) -> Result<crate::clients::ClientRecord, ConfigError> {
+    let key = |field: &str| format!("clients[{i}].{field}");
+    let secret = match (&c.secret, &c.secret_env) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                key("secret_env"),
+                "set together with secret",
+                "either secret or secret_env, not both",
+            ));
         }
-    }
+        (None, Some(var)) => match &c.secret_from_env {
+            Some(s) => Some((s, SecretSource::Env(var.clone()))),
+            None => {
+                return Err(ConfigError::new(
+                    key("secret_env"),
+                    format!("{var:?} is not set"),
+                    "the name of an environment variable that holds the secret",
+                ));
+            }
+        },
+        (Some(s), None) => Some((s, SecretSource::Inline)),
+        (None, None) => None,
+    };
+    record_from_declared(&Declared {
+        id: &c.id,
+        name: c.name.as_deref(),
+        secret,
+        redirect_uris: &c.redirect_uris,
+        post_logout_redirect_uris: &c.post_logout_redirect_uris,
+        grant_types: &c.grant_types,
+        auth_method: c.token_endpoint_auth_method,
+        first_party: c.first_party,
+        introspect_any: c.introspect_any,
+        scopes: &c.scopes,
+        backchannel_logout_uri: c.backchannel_logout_uri.as_deref(),
+    })
+    .map_err(|e| ConfigError::new(key(&e.field), e.value, e.allowed))
 }
 
 #[cfg(test)]

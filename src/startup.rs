@@ -97,12 +97,13 @@ impl Application {
         };
         let store = open_store(&config).await?;
         let keys = KeyRing::load(store.clone(), &config.keys.dir).await?;
-        Clients::new(store.clone())
-            .sync_config(&config.clients)
-            .await?;
+        let declared = config
+            .client_records()
+            .map_err(|e| StartupError::Other(e.to_string()))?;
+        Clients::new(store.clone()).sync_declared(&declared).await?;
         if !config.users.is_empty() {
             Accounts::new(store.clone(), password_hasher()?)
-                .seed(&config.users)
+                .seed(&config.seed_users())
                 .await?;
         }
         let discovery = serde_json::to_vec(&provider_metadata(

@@ -12,7 +12,6 @@ pub use selfservice::{
     SignupBinding, check_profile,
 };
 
-use crate::config::SeedUser;
 use crate::storage::{NewUser, SeedUserRecord, Store, StoreError, UserRecord};
 
 pub const ROLE_USER: &str = "user";
@@ -316,22 +315,22 @@ impl Accounts {
         Ok(self.store.list_users().await?)
     }
 
-    /// Upserts the `[[users]]` of config (already validated by `Config::validate`). A
-    /// password that still matches the stored hash is not re-hashed.
-    pub async fn seed(&self, users: &[SeedUser]) -> Result<(), AccountError> {
+    /// Upserts seed users (the `[[users]]` of config, already validated). A password
+    /// that still matches the stored hash is not re-hashed.
+    pub async fn seed(&self, users: &[Seed]) -> Result<(), AccountError> {
         for seed in users {
             let email = normalize_email(&seed.email).ok_or(AccountError::Invalid {
                 field: "email",
                 message: "not a valid e-mail address",
             })?;
             let existing = self.store.find_user_by_username(&seed.username).await?;
-            let password_hash = match seed.resolved_password() {
+            let password_hash = match &seed.password {
                 Some(p) => {
                     let stored = existing.as_ref().and_then(|u| u.password_hash.as_deref());
-                    if stored.is_some() && self.hasher.verify(&p, stored).await? {
+                    if stored.is_some() && self.hasher.verify(p, stored).await? {
                         None
                     } else {
-                        Some(self.hasher.hash(&p).await?)
+                        Some(self.hasher.hash(p).await?)
                     }
                 }
                 None => None,
@@ -350,6 +349,18 @@ impl Accounts {
         }
         Ok(())
     }
+}
+
+/// A user upserted at start-up (development and tests); counted as e-mail-verified.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    pub username: String,
+    pub email: String,
+    pub password: Option<SecretString>,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub roles: Vec<String>,
 }
 
 /// Every rule for a new account that needs no storage: callers run it before opening

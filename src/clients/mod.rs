@@ -12,11 +12,14 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{AuthMethod, ClientConfig, ConfigError, MIN_SECRET_BYTES};
-use crate::oidc::registration::{ClientMetadata, RuleError, check_client};
+use crate::oidc::registration::{AuthMethod, ClientMetadata, RuleError, check_client};
 pub use cache::ClientCache;
 
-use crate::storage::{ClientRecord, Store, StoreError};
+pub use crate::storage::ClientRecord;
+use crate::storage::{Store, StoreError};
+
+/// Shortest accepted client secret, in bytes (DESIGN.md: secrets are at least 32 bytes).
+pub const MIN_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -61,48 +64,75 @@ pub struct ClientSpec {
     pub backchannel_logout_uri: Option<String>,
 }
 
-/// Turns a validated `[[clients]]` entry into a record. Errors name the config key.
-pub fn record_from_config(i: usize, c: &ClientConfig) -> Result<ClientRecord, ConfigError> {
-    let key = |field: &str| format!("clients[{i}].{field}");
-    let secret = match (&c.secret, &c.secret_env) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                key("secret_env"),
-                "set together with secret",
-                "either secret or secret_env, not both",
-            ));
+/// Where a declared client's secret came from, so that errors can name it without
+/// showing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Inline,
+    Env(String),
+}
+
+impl SecretSource {
+    fn field(&self) -> &'static str {
+        match self {
+            Self::Inline => "secret",
+            Self::Env(_) => "secret_env",
         }
-        (None, Some(var)) => match c.resolved_secret() {
-            Some(s) => Some((key("secret_env"), s, format!("{var:?} (value redacted)"))),
-            None => {
-                return Err(ConfigError::new(
-                    key("secret_env"),
-                    format!("{var:?} is not set"),
-                    "the name of an environment variable that holds the secret",
-                ));
-            }
-        },
-        (Some(s), None) => Some((key("secret"), s.clone(), "<redacted>".to_string())),
-        (None, None) => None,
+    }
+
+    fn shown(&self) -> String {
+        match self {
+            Self::Inline => "<redacted>".to_string(),
+            Self::Env(var) => format!("{var:?} (value redacted)"),
+        }
+    }
+}
+
+/// A client an operator declares (`[[clients]]`), with its secret already resolved.
+#[derive(Debug, Clone)]
+pub struct Declared<'a> {
+    pub id: &'a str,
+    pub name: Option<&'a str>,
+    pub secret: Option<(&'a SecretString, SecretSource)>,
+    pub redirect_uris: &'a [String],
+    pub post_logout_redirect_uris: &'a [String],
+    pub grant_types: &'a [String],
+    pub auth_method: Option<AuthMethod>,
+    pub first_party: bool,
+    pub introspect_any: bool,
+    pub scopes: &'a [String],
+    pub backchannel_logout_uri: Option<&'a str>,
+}
+
+/// Turns a declared client into a record. Errors name the field of the declaration.
+pub fn record_from_declared(c: &Declared<'_>) -> Result<ClientRecord, RuleError> {
+    let invalid = |field: &str, value: String, allowed: String| RuleError {
+        field: field.to_string(),
+        value,
+        allowed,
     };
-    let method = c.token_endpoint_auth_method.unwrap_or(if secret.is_some() {
+    let secret = c
+        .secret
+        .as_ref()
+        .map(|(s, source)| (source.field(), (*s).clone(), source.shown()));
+    let method = c.auth_method.unwrap_or(if secret.is_some() {
         AuthMethod::ClientSecretBasic
     } else {
         AuthMethod::None
     });
     let secret_hash = match (method, secret) {
         (AuthMethod::None, Some((k, _, shown))) => {
-            return Err(ConfigError::new(
+            return Err(invalid(
                 k,
                 shown,
-                "no secret for a public client (token_endpoint_auth_method = \"none\")",
+                "no secret for a public client (token_endpoint_auth_method = \"none\")".into(),
             ));
         }
         (AuthMethod::None, None) => None,
         (_, None) => {
-            return Err(ConfigError::new(
-                key("secret"),
-                "(missing)",
+            return Err(invalid(
+                "secret",
+                "(missing)".into(),
                 format!(
                     "a secret of at least {MIN_SECRET_BYTES} bytes, or token_endpoint_auth_method = \"none\" for a public client"
                 ),
@@ -111,7 +141,7 @@ pub fn record_from_config(i: usize, c: &ClientConfig) -> Result<ClientRecord, Co
         (_, Some((k, s, shown))) => {
             let len = s.expose_secret().len();
             if len < MIN_SECRET_BYTES {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     k,
                     format!("{shown} of {len} bytes"),
                     format!("at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 32`)"),
@@ -121,29 +151,28 @@ pub fn record_from_config(i: usize, c: &ClientConfig) -> Result<ClientRecord, Co
         }
     };
     let grants = check_client(&ClientMetadata {
-        id: &c.id,
-        name: c.name.as_deref(),
-        redirect_uris: &c.redirect_uris,
-        post_logout_redirect_uris: &c.post_logout_redirect_uris,
-        grant_types: &c.grant_types,
+        id: c.id,
+        name: c.name,
+        redirect_uris: c.redirect_uris,
+        post_logout_redirect_uris: c.post_logout_redirect_uris,
+        grant_types: c.grant_types,
         auth_method: method,
         first_party: c.first_party,
-        scopes: &c.scopes,
-        backchannel_logout_uri: c.backchannel_logout_uri.as_deref(),
-    })
-    .map_err(|e| ConfigError::new(key(&e.field), e.value, e.allowed))?;
+        scopes: c.scopes,
+        backchannel_logout_uri: c.backchannel_logout_uri,
+    })?;
     Ok(ClientRecord {
-        id: c.id.clone(),
-        name: c.name.clone(),
+        id: c.id.to_string(),
+        name: c.name.map(str::to_string),
         secret_hash,
         token_endpoint_auth_method: method.as_str().to_string(),
         grant_types: grants.iter().map(|g| g.as_str().to_string()).collect(),
-        scopes: c.scopes.clone(),
+        scopes: c.scopes.to_vec(),
         first_party: c.first_party,
         introspect_any: c.introspect_any,
-        redirect_uris: c.redirect_uris.clone(),
-        post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
-        backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+        redirect_uris: c.redirect_uris.to_vec(),
+        post_logout_redirect_uris: c.post_logout_redirect_uris.to_vec(),
+        backchannel_logout_uri: c.backchannel_logout_uri.map(str::to_string),
         source: "config".into(),
         created_at: 0,
         updated_at: 0,
@@ -201,22 +230,9 @@ impl Clients {
         }
     }
 
-    /// Upserts every `[[clients]]` entry in one transaction.
-    pub async fn sync_config(&self, clients: &[ClientConfig]) -> Result<(), ClientError> {
-        let mut records = Vec::with_capacity(clients.len());
-        for (i, c) in clients.iter().enumerate() {
-            // Already checked by Config::validate; a failure here would be a bug, and is
-            // reported rather than skipped.
-            let record = record_from_config(i, c).map_err(|e| {
-                ClientError::Invalid(RuleError {
-                    field: e.key,
-                    value: e.value,
-                    allowed: e.allowed,
-                })
-            })?;
-            records.push(record);
-        }
-        Ok(self.store.upsert_clients(&records).await?)
+    /// Upserts the declared clients (`[[clients]]`) in one transaction.
+    pub async fn sync_declared(&self, records: &[ClientRecord]) -> Result<(), ClientError> {
+        Ok(self.store.upsert_clients(records).await?)
     }
 }
 

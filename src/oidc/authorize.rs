@@ -9,7 +9,7 @@ use super::claims::{ClaimsRequest, OPENID, filter_scopes};
 use super::error::{Error, ErrorCode};
 use super::params::Params;
 use super::pkce;
-use crate::config::is_loopback;
+use super::registration::is_loopback;
 
 /// Why the request cannot be answered with a redirect (RFC 6749 §4.1.2.1: the user
 /// agent must not be sent to an unverified URI).
