@@ -1,12 +1,13 @@
 //! oxidp: a self-hosted OpenID Connect provider.
 //!
-//! Layering (see docs/architecture.md): `cli → startup → http → accounts | clients |
-//! keys → storage`; everyone may call the pure `oidc` rules; `config` and `telemetry`
-//! are leaves.
+//! Layering (see docs/architecture.md): `cli → startup → http → authn → accounts |
+//! clients | keys → storage`; everyone may call the pure `oidc` rules; `config` and
+//! `telemetry` are leaves.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod accounts;
 pub mod audit;
+pub mod authn;
 pub mod cli;
 pub mod clients;
 pub mod config;

@@ -175,7 +175,18 @@ impl Application {
             Duration::from_secs(config.database.client_cache_seconds),
         );
         let cookies = crate::http::pages::CookieNames::for_issuer(&config.server.issuer);
+        let limits = Arc::new(limits);
+        let audit = crate::audit::Audit::new();
+        let metrics = Metrics::new();
+        let sign_in = crate::authn::SignIn::new(
+            store.clone(),
+            accounts.clone(),
+            limits.clone(),
+            audit.clone(),
+            metrics.clone(),
+        );
         let state = AppState::new(crate::http::Shared {
+            sign_in,
             cookies,
             logout_wake: Arc::new(tokio::sync::Notify::new()),
             clients: Arc::new(clients),
@@ -184,14 +195,14 @@ impl Application {
             store,
             keys,
             discovery: discovery.into(),
-            metrics: Metrics::new(),
+            metrics,
             accounts,
             sessions,
             templates: Arc::new(templates),
             trusted_proxies,
             flood,
-            limits: Arc::new(limits),
-            audit: crate::audit::Audit::new(),
+            limits,
+            audit,
         });
         Ok(Self {
             listener,

@@ -22,10 +22,10 @@ use super::AppState;
 use super::audit::profile_updated;
 use super::client_auth::{TokenFailure, authenticate_client, no_store};
 use super::error::Unavailable;
-use super::reauth;
 use super::userinfo::bearer_error;
 use crate::accounts::{ProfileEdit, Registration, SelfService, SelfServiceError};
 use crate::audit::Event;
+use crate::authn::{Attempt, ReauthError};
 use crate::oidc::params::Params;
 use crate::ratelimit::RetryAfter;
 use crate::storage::{KeepSession, UserRecord, unix_now};
@@ -59,6 +59,16 @@ enum ApiError {
     /// A bearer problem, already shaped per RFC 6750 §3.
     Bearer(Box<Response>),
     Internal(Box<Response>),
+}
+
+/// A re-typed password refused before it was checked.
+fn reauth_error(e: ReauthError) -> ApiError {
+    match e {
+        ReauthError::Limited(wait) => ApiError::Limited(wait),
+        ReauthError::Internal(e) => {
+            ApiError::Internal(Box::new(Unavailable::log(&e).into_response()))
+        }
+    }
 }
 
 impl From<SelfServiceError> for ApiError {
@@ -455,29 +465,25 @@ async fn patch_me(
     };
     let ip = state.client_ip(peer.ip(), &headers);
     let audit = state.audit_context(ip, &headers);
-    let reauth = SelfService::changes_email(&user, &edit);
-    if reauth {
-        // The limit is checked before argon2 runs, as at sign-in.
-        if let Err(wait) = reauth::check(&state, &user, ip)
-            .await
-            .map_err(ApiError::Internal)?
-        {
-            return Err(ApiError::Limited(wait));
-        }
-    }
     let password = body.current_password.map(secret);
-    let result = state
+    let update = state
         .selfservice
-        .update_profile(&user, &edit, password.as_ref())
-        .await;
-    if let Err(SelfServiceError::Invalid(fields)) = &result
-        && reauth
-        && fields.contains_key("current_password")
-    {
-        reauth::failed(&state, &user, ip, &audit)
+        .update_profile(&user, &edit, password.as_ref());
+    let result = if SelfService::changes_email(&user, &edit) {
+        // The limit is checked before argon2 runs, as at sign-in.
+        let attempt = Attempt {
+            ip,
+            context: &audit,
+            client_id: None,
+        };
+        state
+            .sign_in
+            .reauthenticate(&user, attempt, update)
             .await
-            .map_err(ApiError::Internal)?;
-    }
+            .map_err(reauth_error)?
+    } else {
+        update.await
+    };
     let updated = result?;
     state.audit(&audit, profile_updated(&user, &updated));
     Ok(profile_response(&updated))
@@ -505,30 +511,26 @@ async fn change_password(
     let body: PasswordBody = json_body(&headers, &body)?;
     let ip = state.client_ip(peer.ip(), &headers);
     let audit = state.audit_context(ip, &headers);
-    if let Err(wait) = reauth::check(&state, &user, ip)
-        .await
-        .map_err(ApiError::Internal)?
-    {
-        return Err(ApiError::Limited(wait));
-    }
     let sign_out = body.sign_out_other_sessions.unwrap_or(true);
+    let current_password = secret(body.current_password);
+    let new_password = secret(body.new_password);
+    let change = state.selfservice.change_password(
+        &user,
+        &current_password,
+        &new_password,
+        sign_out.then_some(&current),
+        state.refresh_lifetime(),
+    );
+    let attempt = Attempt {
+        ip,
+        context: &audit,
+        client_id: None,
+    };
     let result = state
-        .selfservice
-        .change_password(
-            &user,
-            &secret(body.current_password),
-            &secret(body.new_password),
-            sign_out.then_some(&current),
-            state.refresh_lifetime(),
-        )
-        .await;
-    if let Err(SelfServiceError::Invalid(fields)) = &result
-        && fields.contains_key("current_password")
-    {
-        reauth::failed(&state, &user, ip, &audit)
-            .await
-            .map_err(ApiError::Internal)?;
-    }
+        .sign_in
+        .reauthenticate(&user, attempt, change)
+        .await
+        .map_err(reauth_error)?;
     result?;
     if sign_out {
         state.sessions_ended();

@@ -18,8 +18,8 @@ use super::AppState;
 use super::authorize::{current_session, is_form, proceed};
 use super::error::Unavailable;
 use super::pages;
-use super::reauth;
 use crate::accounts::{FieldErrors, ProfileEdit, Registration, SelfService, SelfServiceError};
+use crate::authn::{Attempt, ReauthError};
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::params::Params;
 use crate::ratelimit::RetryAfter;
@@ -827,22 +827,31 @@ async fn save_profile(
         locale: field(form, "locale"),
     };
     let reauth = SelfService::changes_email(user, &edit);
-    if reauth {
-        // ASVS 2.2.1: the limit is checked before argon2 runs, as at sign-in.
-        match reauth::check(state, user, ip).await? {
-            Ok(()) => {}
-            Err(wait) => return Ok(limited_page(user, typed, wait)),
-        }
-    }
     let password = form
         .get(EMAIL_PASSWORD)
         .filter(|p| !p.is_empty())
         .map(|p| SecretString::from(p.to_string()));
-    match state
+    let update = state
         .selfservice
-        .update_profile(user, &edit, password.as_ref())
-        .await
-    {
+        .update_profile(user, &edit, password.as_ref());
+    let result = if reauth {
+        // ASVS 2.2.1: the limit is checked before argon2 runs, as at sign-in.
+        let attempt = Attempt {
+            ip,
+            context: audit,
+            client_id: None,
+        };
+        match state.sign_in.reauthenticate(user, attempt, update).await {
+            Ok(result) => result,
+            Err(ReauthError::Limited(wait)) => return Ok(limited_page(user, typed, wait)),
+            Err(ReauthError::Internal(e)) => {
+                return Err(Box::new(Unavailable::log(&e).into_response()));
+            }
+        }
+    } else {
+        update.await
+    };
+    match result {
         Ok(updated) => {
             state.audit(audit, super::audit::profile_updated(user, &updated));
             let mut page = AccountPage::of(&updated);
@@ -857,8 +866,8 @@ async fn save_profile(
             Ok((updated, page))
         }
         Err(SelfServiceError::Invalid(mut errors)) => {
+            // A wrong one was counted and audited by `reauthenticate`.
             if let Some(message) = errors.remove("current_password") {
-                reauth::failed(state, user, ip, audit).await?;
                 errors.insert(EMAIL_PASSWORD, message);
             }
             Ok((
@@ -910,9 +919,6 @@ async fn change_password(
     ip: IpAddr,
     audit: &crate::audit::Context,
 ) -> Outcome {
-    if let Err(wait) = reauth::check(state, user, ip).await? {
-        return Ok(limited_page(user, ProfileForm::of(user), wait));
-    }
     let mut page = AccountPage::of(user);
     let current = SecretString::from(field(form, "current_password"));
     let new = SecretString::from(field(form, "new_password"));
@@ -922,17 +928,28 @@ async fn change_password(
         sid: Some(session.sid.clone()),
         family_id: None,
     };
-    match state
-        .selfservice
-        .change_password(
-            user,
-            &current,
-            &new,
-            sign_out.then_some(&keep),
-            state.refresh_lifetime(),
-        )
-        .await
-    {
+    let change = state.selfservice.change_password(
+        user,
+        &current,
+        &new,
+        sign_out.then_some(&keep),
+        state.refresh_lifetime(),
+    );
+    let attempt = Attempt {
+        ip,
+        context: audit,
+        client_id: None,
+    };
+    let result = match state.sign_in.reauthenticate(user, attempt, change).await {
+        Ok(result) => result,
+        Err(ReauthError::Limited(wait)) => {
+            return Ok(limited_page(user, ProfileForm::of(user), wait));
+        }
+        Err(ReauthError::Internal(e)) => {
+            return Err(Box::new(Unavailable::log(&e).into_response()));
+        }
+    };
+    match result {
         Ok(()) => {
             if sign_out {
                 state.sessions_ended();
@@ -950,10 +967,8 @@ async fn change_password(
             });
             Ok((user.clone(), page))
         }
+        // A wrong current password was counted and audited by `reauthenticate`.
         Err(SelfServiceError::Invalid(errors)) => {
-            if errors.contains_key("current_password") {
-                reauth::failed(state, user, ip, audit).await?;
-            }
             page.errors = errors;
             page.status = StatusCode::BAD_REQUEST;
             Ok((user.clone(), page))

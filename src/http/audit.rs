@@ -1,49 +1,8 @@
-//! Audit events shared by several handlers (sign-in on the page and at the password
-//! grant; tokens issued at the token endpoint).
+//! Audit events shared by several handlers (profile edits, sign-ups, the request
+//! limit). Sign-in events are recorded by `crate::authn`.
 
 use super::AppState;
-use crate::accounts::Rejection;
 use crate::audit::{Context, Event};
-use crate::ratelimit::Triggered;
-
-/// A failed sign-in, and any limit it just reached. The attempted username is kept only
-/// when it names an account: an unknown "username" is often a password typed in the
-/// wrong field.
-pub fn login_failed(
-    state: &AppState,
-    context: &Context,
-    client_id: Option<&str>,
-    reason: Rejection,
-    user_id: Option<&str>,
-    triggered: Triggered,
-) {
-    state.metrics.login_failed(reason.as_str());
-    let mut event = Event::failure("login.failed").detail("reason", reason.as_str());
-    if let Some(user) = user_id {
-        event = event.subject(user);
-    }
-    if let Some(client) = client_id {
-        event = event.client(client);
-    }
-    state.audit(context, event);
-    for (limit, seconds) in [
-        ("password_failures_per_user", triggered.user),
-        ("password_failures_per_ip", triggered.ip),
-    ] {
-        if let Some(seconds) = seconds {
-            let mut event = Event::failure("ratelimit.triggered")
-                .detail("limit", limit)
-                .detail("blocked_seconds", seconds);
-            if let (Some(user), "password_failures_per_user") = (user_id, limit) {
-                event = event.subject(user);
-            }
-            if let Some(client) = client_id {
-                event = event.client(client);
-            }
-            state.audit(context, event);
-        }
-    }
-}
 
 /// A profile edit: which fields changed (values only for non-secret, non-free-text
 /// fields would still be personal data, so only the names).
@@ -93,19 +52,4 @@ pub fn requests_limit_reached(state: &AppState, ip: std::net::IpAddr, seconds: O
                 .detail("blocked_seconds", seconds),
         );
     }
-}
-
-pub fn login_succeeded(
-    state: &AppState,
-    context: &Context,
-    user_id: &str,
-    client_id: Option<&str>,
-) {
-    let mut event = Event::success("login.succeeded")
-        .user(user_id)
-        .detail("method", "pwd");
-    if let Some(client) = client_id {
-        event = event.client(client);
-    }
-    state.audit(context, event);
 }

@@ -18,6 +18,7 @@ use super::authorize::{
 };
 use super::error::Unavailable;
 use super::pages;
+use crate::authn::{Attempt, SignInError};
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::claims::{canonical_scope, describe_claim, describe_scope};
 use crate::oidc::decision::{CLAIM_ITEM, Step, consent_items};
@@ -147,59 +148,35 @@ async fn login_submit(
     // The page never trusts an asserted-IP header (a browser cannot choose its IP); only
     // X-Forwarded-For from a trusted reverse proxy.
     let ip = state.client_ip(peer.ip(), &headers);
-    // Failures count per account, whichever of its names was typed (DESIGN.md
-    // "Password grant and rate limits"); a limited attempt never reaches argon2.
-    let account = match crate::ratelimit::account_key(&state.store, &username).await {
-        Ok(key) => key,
-        Err(e) => return Unavailable::log(&e).into_response(),
-    };
-    let verdict = match state.limits.check(&account, Some(ip), unix_now()).await {
-        Ok(v) => v,
-        Err(e) => return Unavailable::log(&e).into_response(),
-    };
-    if let Err(wait) = verdict {
-        let minutes = wait.seconds().div_ceil(60);
-        let message = format!("Too many failed attempts. Try again in {minutes} minute(s).");
-        let mut response = login_form(
-            &state,
-            jar,
-            req.as_deref(),
-            &username,
-            Some(&message),
-            StatusCode::TOO_MANY_REQUESTS,
-        )
-        .await;
-        if let Ok(v) = axum::http::HeaderValue::from_str(&wait.seconds().to_string()) {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, v);
-        }
-        return response;
-    }
     let password = SecretString::from(form.get("password").unwrap_or_default().to_string());
     let audit = state.audit_context(ip, &headers);
-    let client_id = request.as_ref().map(|r| r.client_id.as_str());
-    let user = match state.accounts.authenticate(&username, &password).await {
-        Ok(user) => {
-            if let Err(e) = state.limits.succeeded(&account).await {
-                return Unavailable::log(&e).into_response();
-            }
-            super::audit::login_succeeded(&state, &audit, &user.id, client_id);
-            user
-        }
-        Err(crate::accounts::LoginError::Rejected(reason, user_id)) => {
-            let triggered = match state.limits.failed(&account, Some(ip), unix_now()).await {
-                Ok(t) => t,
-                Err(e) => return Unavailable::log(&e).into_response(),
-            };
-            super::audit::login_failed(
+    let attempt = Attempt {
+        ip,
+        context: &audit,
+        client_id: request.as_ref().map(|r| r.client_id.as_str()),
+    };
+    let user = match state.sign_in.sign_in(&username, &password, attempt).await {
+        Ok(user) => user,
+        Err(SignInError::Limited(wait)) => {
+            let minutes = wait.seconds().div_ceil(60);
+            let message = format!("Too many failed attempts. Try again in {minutes} minute(s).");
+            let mut response = login_form(
                 &state,
-                &audit,
-                client_id,
-                reason,
-                user_id.as_deref(),
-                triggered,
-            );
+                jar,
+                req.as_deref(),
+                &username,
+                Some(&message),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await;
+            if let Ok(v) = axum::http::HeaderValue::from_str(&wait.seconds().to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return response;
+        }
+        Err(SignInError::Rejected) => {
             return login_form(
                 &state,
                 jar,
@@ -210,7 +187,7 @@ async fn login_submit(
             )
             .await;
         }
-        Err(crate::accounts::LoginError::Busy) => {
+        Err(SignInError::Busy) => {
             let mut response = pages::error_page(
                 &state,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -223,9 +200,7 @@ async fn login_submit(
             );
             return response;
         }
-        Err(crate::accounts::LoginError::Internal(e)) => {
-            return Unavailable::log(&e).into_response();
-        }
+        Err(SignInError::Internal(e)) => return Unavailable::log(&e).into_response(),
     };
     let origin = pages::session_origin(&headers, ip);
     let (jar, session) = match pages::sign_in(&state, jar, &user.id, &origin).await {

@@ -18,7 +18,6 @@ mod login;
 mod logout;
 pub mod metrics;
 pub mod pages;
-mod reauth;
 mod token;
 mod userinfo;
 
@@ -82,6 +81,8 @@ pub struct Shared {
     pub discovery: bytes::Bytes,
     pub metrics: Arc<Metrics>,
     pub accounts: Accounts,
+    /// Sign-in and re-typed passwords: limits, verification, audit.
+    pub sign_in: crate::authn::SignIn,
     /// Sign-up, verification, reset, password change and profile edits.
     pub selfservice: crate::accounts::SelfService,
     pub sessions: Sessions,

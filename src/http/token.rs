@@ -14,6 +14,7 @@ use super::AppState;
 use super::authorize::is_form;
 use super::client_auth::{TokenFailure, authenticate_client, internal, no_store};
 use crate::audit::{Context, Event};
+use crate::authn::{Attempt, SignInError};
 use crate::oidc::claims::{OFFLINE_ACCESS, OPENID, UserClaims};
 use crate::oidc::params::Params;
 use crate::oidc::pkce;
@@ -321,47 +322,21 @@ async fn password(
     if scopes.is_empty() {
         return Err(Error::new(ErrorCode::InvalidScope, "no supported scope was requested").into());
     }
-    // Failures count per account, whichever of its names was typed (DESIGN.md
-    // "Password grant and rate limits"); a limited attempt never reaches argon2.
-    let account = crate::ratelimit::account_key(&state.store, username)
-        .await
-        .map_err(|e| internal(&e))?;
-    state
-        .limits
-        .check(&account, Some(ip), unix_now())
-        .await
-        .map_err(|e| internal(&e))?
-        .map_err(TokenFailure::Limited)?;
     let secret = secrecy::SecretString::from(password.to_string());
-    let user = match state.accounts.authenticate(username.trim(), &secret).await {
-        Ok(user) => {
-            state
-                .limits
-                .succeeded(&account)
-                .await
-                .map_err(|e| internal(&e))?;
-            super::audit::login_succeeded(state, audit, &user.id, Some(&client.id));
-            user
-        }
+    let attempt = Attempt {
+        ip,
+        context: audit,
+        client_id: Some(&client.id),
+    };
+    let user = match state.sign_in.sign_in(username, &secret, attempt).await {
+        Ok(user) => user,
+        Err(SignInError::Limited(wait)) => return Err(TokenFailure::Limited(wait)),
         // RFC 6749 §5.2: wrong credentials are invalid_grant; one message for every cause.
-        Err(crate::accounts::LoginError::Rejected(reason, user_id)) => {
-            let triggered = state
-                .limits
-                .failed(&account, Some(ip), unix_now())
-                .await
-                .map_err(|e| internal(&e))?;
-            super::audit::login_failed(
-                state,
-                audit,
-                Some(&client.id),
-                reason,
-                user_id.as_deref(),
-                triggered,
-            );
+        Err(SignInError::Rejected) => {
             return Err(Error::invalid_grant("incorrect username or password").into());
         }
-        Err(crate::accounts::LoginError::Busy) => return Err(TokenFailure::Busy),
-        Err(crate::accounts::LoginError::Internal(e)) => return Err(internal(&e)),
+        Err(SignInError::Busy) => return Err(TokenFailure::Busy),
+        Err(SignInError::Internal(e)) => return Err(internal(&e)),
     };
     let now = unix_now();
     // A server-side session anchors `sid` and `auth_time`, so logout can end what this
