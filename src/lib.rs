@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod email;
+pub mod grants;
 pub mod http;
 pub mod keys;
 pub mod memory;

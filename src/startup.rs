@@ -185,13 +185,23 @@ impl Application {
             audit.clone(),
             metrics.clone(),
         );
+        let config = Arc::new(config);
+        let grants = crate::grants::Grants::new(
+            config.clone(),
+            store.clone(),
+            sessions.clone(),
+            keys.clone(),
+            sign_in.clone(),
+            audit.clone(),
+        );
         let state = AppState::new(crate::http::Shared {
+            grants,
             sign_in,
             cookies,
             logout_wake: Arc::new(tokio::sync::Notify::new()),
             clients: Arc::new(clients),
             selfservice,
-            config: Arc::new(config),
+            config,
             store,
             keys,
             discovery: discovery.into(),

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::authorize::is_form;
 use super::client_auth::{TokenFailure, authenticate_client, internal, no_store};
-use super::token::refresh_policy;
+use crate::grants::refresh_policy;
 use crate::oidc::Error;
 use crate::oidc::params::Params;
 use crate::sessions::{RefreshGrant, hash_opaque};
@@ -273,7 +273,7 @@ async fn revocation(
                 // Revoking a refresh token, even one already rotated out, ends its family
                 // and the access tokens issued in it (RFC 7009 §2.1: "SHOULD also
                 // invalidate all access tokens").
-                let policy = refresh_policy(state);
+                let policy = refresh_policy(&state.grants);
                 let until = now + policy.absolute_seconds;
                 state
                     .store

@@ -83,6 +83,8 @@ pub struct Shared {
     pub accounts: Accounts,
     /// Sign-in and re-typed passwords: limits, verification, audit.
     pub sign_in: crate::authn::SignIn,
+    /// The token grants (`POST /token`).
+    pub grants: crate::grants::Grants,
     /// Sign-up, verification, reset, password change and profile edits.
     pub selfservice: crate::accounts::SelfService,
     pub sessions: Sessions,

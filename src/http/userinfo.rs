@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::AppState;
 use super::authorize::is_form;
 use super::error::Unavailable;
-use super::token::user_claims;
+use crate::grants::user_claims;
 use crate::oidc::claims::OPENID;
 use crate::oidc::params::Params;
 use crate::oidc::tokens::USERINFO_CLAIMS;
