@@ -519,7 +519,6 @@ async fn change_password(
             &secret(body.current_password),
             &secret(body.new_password),
             sign_out.then_some(&current),
-            state.refresh_lifetime(),
         )
         .await;
     if let Err(SelfServiceError::Invalid(fields)) = &result
@@ -530,9 +529,6 @@ async fn change_password(
             .map_err(ApiError::Internal)?;
     }
     result?;
-    if sign_out {
-        state.sessions_ended();
-    }
     state.audit(
         &audit,
         Event::success("password.changed")
@@ -590,13 +586,8 @@ async fn confirm_reset(
     let body: ConfirmBody = limited_json(&state, peer.ip(), &headers, &body).await?;
     let user_id = state
         .selfservice
-        .confirm_reset(
-            &body.token,
-            &secret(body.password),
-            state.refresh_lifetime(),
-        )
+        .confirm_reset(&body.token, &secret(body.password))
         .await?;
-    state.sessions_ended();
     state.audit(
         &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
         Event::success("password.reset").user(&user_id),
@@ -681,11 +672,10 @@ async fn end_one_session(
         ));
     }
     state
-        .store
-        .end_session(&id, now, now + state.refresh_lifetime())
+        .sessions
+        .end(&id, now)
         .await
         .map_err(|e| internal(&e))?;
-    state.sessions_ended();
     state.audit(
         &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
         Event::success("logout")
@@ -706,11 +696,10 @@ async fn end_all_sessions(
     let (user, _) = bearer_caller(&state, &headers, Need::Change).await?;
     let now = unix_now();
     state
-        .store
-        .end_all_sessions(&user.id, now, now + state.refresh_lifetime())
+        .sessions
+        .end_all(&user.id, now)
         .await
         .map_err(|e| internal(&e))?;
-    state.sessions_ended();
     state.audit(
         &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
         Event::success("logout")

@@ -258,8 +258,10 @@ async fn update(
     };
     let now = unix_now();
     match state
-        .store
-        .admin_update_user(&sub, &change, now, now + state.refresh_lifetime())
+        .sessions
+        .ending(now, |until| {
+            state.store.admin_update_user(&sub, &change, now, until)
+        })
         .await
     {
         Err(StoreError::Conflict(_)) => {
@@ -269,9 +271,6 @@ async fn update(
             ));
         }
         other => other?,
-    }
-    if change.disabled == Some(true) {
-        state.sessions_ended();
     }
     let after = find(&state, &sub).await?;
     state.audit(
@@ -301,10 +300,9 @@ async fn remove(
     }
     let now = unix_now();
     state
-        .store
-        .delete_user(&sub, now, now + state.refresh_lifetime())
+        .sessions
+        .ending(now, |until| state.store.delete_user(&sub, now, until))
         .await?;
-    state.sessions_ended();
     state.audit(
         &admin.audit,
         admin
@@ -379,11 +377,7 @@ async fn end_session(
     if !owned {
         return Err(AdminError::NotFound);
     }
-    state
-        .store
-        .end_session(&sid, now, now + state.refresh_lifetime())
-        .await?;
-    state.sessions_ended();
+    state.sessions.end(&sid, now).await?;
     state.audit(
         &admin.audit,
         admin
