@@ -15,7 +15,9 @@ use super::{
     Admin, AdminError, AdminResult, decode_cursor, encode_cursor, json_body, json_response,
     page_limit, plausible_id,
 };
-use crate::accounts::{AccountError, NewAccount, ProfileEdit, check_profile, validate_role};
+use crate::accounts::{
+    AccountError, NewAccount, ProfileEdit, check_profile, normalize_roles, validate_role,
+};
 use crate::http::AppState;
 use crate::storage::{AdminUserChange, StoreError, UserRecord, unix_now};
 
@@ -218,17 +220,11 @@ async fn update(
         }
     };
     let roles = body.roles.map(|roles| {
-        let mut set: Vec<String> = Vec::new();
-        for role in roles.iter().map(|r| r.trim()) {
+        let set = normalize_roles(&roles);
+        for role in &set {
             if let Err(m) = validate_role(role) {
                 errors.insert("roles".into(), format!("{role:?}: {m}"));
-            } else if !set.iter().any(|r| r == role) {
-                set.push(role.to_string());
             }
-        }
-        // Every user has `user` (docs/accounts.md).
-        if !set.iter().any(|r| r == "user") {
-            set.push("user".into());
         }
         set
     });
