@@ -310,10 +310,6 @@ impl Accounts {
         Ok(())
     }
 
-    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<(), AccountError> {
-        Ok(self.store.set_user_disabled(username, disabled).await?)
-    }
-
     pub async fn list(&self) -> Result<Vec<UserRecord>, AccountError> {
         Ok(self.store.list_users().await?)
     }
