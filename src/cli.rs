@@ -609,13 +609,12 @@ async fn set_disabled(
         disabled: Some(disabled),
         ..Default::default()
     };
-    store
-        .admin_update_user(
-            &user.id,
-            &change,
-            now,
-            now + config.tokens.refresh_absolute_days as i64 * 86_400,
-        )
+    let sessions =
+        crate::sessions::Sessions::from_config(store.clone(), config, Default::default());
+    sessions
+        .ending(now, |until| {
+            store.admin_update_user(&user.id, &change, now, until)
+        })
         .await?;
     audit_cli(
         store,

@@ -157,16 +157,14 @@ impl Application {
             .requiring_verified_email(config.accounts.require_verified_email);
         let mailer = crate::email::Mailer::from_config(&config.email)
             .map_err(|e| StartupError::Other(e.to_string()))?;
+        let logout_wake = Arc::new(tokio::sync::Notify::new());
+        let sessions = Sessions::from_config(store.clone(), &config, logout_wake.clone());
         let selfservice = crate::accounts::SelfService::new(
             accounts.clone(),
             store.clone(),
+            sessions.clone(),
             mailer,
             &config.server.issuer,
-        );
-        let sessions = Sessions::new(
-            store.clone(),
-            config.sessions.lifetime_hours as i64 * 3600,
-            config.tokens.authorization_code_seconds as i64,
         );
         let templates = crate::http::pages::templates()
             .map_err(|e| StartupError::Other(format!("templates: {e}")))?;
@@ -198,7 +196,7 @@ impl Application {
             grants,
             sign_in,
             cookies,
-            logout_wake: Arc::new(tokio::sync::Notify::new()),
+            logout_wake,
             clients: Arc::new(clients),
             selfservice,
             config,

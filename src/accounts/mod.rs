@@ -127,12 +127,14 @@ pub fn new_subject() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Every user has `user`; extra roles are added once each, in order.
-fn with_default_role(roles: &[String]) -> Vec<String> {
+/// The roles a user is stored with, from any source (config, CLI, admin API): each
+/// trimmed and kept once, in order, after `user`, which every user has
+/// (docs/accounts.md). Validity is `validate_role`'s business, checked by the caller.
+pub fn normalize_roles(roles: &[String]) -> Vec<String> {
     let mut out = vec![ROLE_USER.to_string()];
-    for role in roles {
-        if !out.contains(role) {
-            out.push(role.clone());
+    for role in roles.iter().map(|r| r.trim()) {
+        if !out.iter().any(|r| r == role) {
+            out.push(role.to_string());
         }
     }
     out
@@ -281,7 +283,7 @@ impl Accounts {
             name: account.name.filter(|n| !n.trim().is_empty()),
             given_name: None,
             family_name: None,
-            roles: with_default_role(&account.roles),
+            roles: normalize_roles(&account.roles),
         };
         self.store.insert_user(&user).await?;
         self.store
@@ -305,10 +307,6 @@ impl Accounts {
         let hash = self.hasher.hash(password).await?;
         self.store.set_password_hash(username, &hash).await?;
         Ok(())
-    }
-
-    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<(), AccountError> {
-        Ok(self.store.set_user_disabled(username, disabled).await?)
     }
 
     pub async fn list(&self) -> Result<Vec<UserRecord>, AccountError> {
@@ -343,7 +341,7 @@ impl Accounts {
                 name: seed.name.clone(),
                 given_name: seed.given_name.clone(),
                 family_name: seed.family_name.clone(),
-                roles: with_default_role(&seed.roles),
+                roles: normalize_roles(&seed.roles),
             };
             self.store.upsert_seed_user(&record).await?;
         }
@@ -473,7 +471,7 @@ mod tests {
             assert!(validate_role(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            with_default_role(&["admin".into(), "user".into()]),
+            normalize_roles(&["admin".into(), "user".into()]),
             vec!["user", "admin"]
         );
     }

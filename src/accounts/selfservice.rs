@@ -243,15 +243,24 @@ pub fn check_profile(edit: &ProfileEdit) -> Result<ProfileChange, FieldErrors> {
 pub struct SelfService {
     accounts: Accounts,
     store: Store,
+    /// Resets and password changes end sessions through it.
+    sessions: crate::sessions::Sessions,
     mailer: Mailer,
     issuer: String,
 }
 
 impl SelfService {
-    pub fn new(accounts: Accounts, store: Store, mailer: Mailer, issuer: &str) -> Self {
+    pub fn new(
+        accounts: Accounts,
+        store: Store,
+        sessions: crate::sessions::Sessions,
+        mailer: Mailer,
+        issuer: &str,
+    ) -> Self {
         Self {
             accounts,
             store,
+            sessions,
             mailer,
             issuer: issuer.trim_end_matches('/').to_string(),
         }
@@ -506,7 +515,6 @@ impl SelfService {
         &self,
         token: &str,
         password: &SecretString,
-        refresh_lifetime: i64,
     ) -> Result<String, SelfServiceError> {
         if !plausible_token(token) {
             return Err(SelfServiceError::InvalidToken);
@@ -527,8 +535,11 @@ impl SelfService {
             .map_err(|m| invalid("password", password_message(m)))?;
         let password_hash = self.accounts.hasher.hash(password).await?;
         let done = self
-            .store
-            .reset_password(&hash, &password_hash, unix_now(), now + refresh_lifetime)
+            .sessions
+            .ending(now, |until| {
+                self.store
+                    .reset_password(&hash, &password_hash, unix_now(), until)
+            })
             .await?;
         if done.is_none() {
             return Err(SelfServiceError::InvalidToken);
@@ -559,7 +570,6 @@ impl SelfService {
         current: &SecretString,
         new: &SecretString,
         sign_out: Option<&KeepSession>,
-        revoke_until_seconds: i64,
     ) -> Result<(), SelfServiceError> {
         let mut errors = FieldErrors::new();
         if let Err(m) = check_password(new.expose_secret(), &user.username, &user.email) {
@@ -583,8 +593,11 @@ impl SelfService {
         let hash = self.accounts.hasher.hash(new).await?;
         let now = unix_now();
         match self
-            .store
-            .change_password_by_id(&user.id, &hash, sign_out, now, now + revoke_until_seconds)
+            .sessions
+            .ending(now, |until| {
+                self.store
+                    .change_password_by_id(&user.id, &hash, sign_out, now, until)
+            })
             .await
         {
             Err(StoreError::NotFound) => Err(SelfServiceError::NoAccount),

@@ -29,6 +29,8 @@ pub enum ClientError {
     Exists(String),
     #[error("no client with id {0:?}")]
     NotFound(String),
+    #[error("client {0:?} is declared in [[clients]] of the config file; change it there")]
+    ManagedByConfig(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -62,6 +64,15 @@ pub struct ClientSpec {
     pub introspect_any: bool,
     pub scopes: Vec<String>,
     pub backchannel_logout_uri: Option<String>,
+}
+
+/// A client declared in `[[clients]]` is rewritten from the config file at every start,
+/// so a change made elsewhere (admin API, CLI) would silently come undone: refused.
+pub fn changeable(client: &ClientRecord) -> Result<(), ClientError> {
+    if client.source == "config" {
+        return Err(ClientError::ManagedByConfig(client.id.clone()));
+    }
+    Ok(())
 }
 
 /// Where a declared client's secret came from, so that errors can name it without
@@ -223,10 +234,16 @@ impl Clients {
             .ok_or_else(|| ClientError::NotFound(id.to_string()))
     }
 
-    pub async fn remove(&self, id: &str) -> Result<(), ClientError> {
+    /// Removes a client that is not declared in `[[clients]]`; returns what it was.
+    pub async fn remove(&self, id: &str) -> Result<ClientRecord, ClientError> {
+        let client = self.get(id).await?;
+        changeable(&client)?;
         match self.store.remove_client(id).await {
             Err(StoreError::NotFound) => Err(ClientError::NotFound(id.to_string())),
-            other => Ok(other?),
+            other => {
+                other?;
+                Ok(client)
+            }
         }
     }
 

@@ -188,6 +188,14 @@ pub struct TokensConfig {
     pub refresh_absolute_days: u64,
 }
 
+impl TokensConfig {
+    /// The longest a refresh family can live, in seconds: also how long a revocation
+    /// must be remembered.
+    pub fn refresh_lifetime_seconds(&self) -> i64 {
+        self.refresh_absolute_days as i64 * 86_400
+    }
+}
+
 impl Default for TokensConfig {
     fn default() -> Self {
         Self {

@@ -519,7 +519,6 @@ async fn change_password(
         &current_password,
         &new_password,
         sign_out.then_some(&current),
-        state.refresh_lifetime(),
     );
     let attempt = Attempt {
         ip,
@@ -532,9 +531,6 @@ async fn change_password(
         .await
         .map_err(reauth_error)?;
     result?;
-    if sign_out {
-        state.sessions_ended();
-    }
     state.audit(
         &audit,
         Event::success("password.changed")
@@ -592,13 +588,8 @@ async fn confirm_reset(
     let body: ConfirmBody = limited_json(&state, peer.ip(), &headers, &body).await?;
     let user_id = state
         .selfservice
-        .confirm_reset(
-            &body.token,
-            &secret(body.password),
-            state.refresh_lifetime(),
-        )
+        .confirm_reset(&body.token, &secret(body.password))
         .await?;
-    state.sessions_ended();
     state.audit(
         &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
         Event::success("password.reset").user(&user_id),
@@ -683,11 +674,10 @@ async fn end_one_session(
         ));
     }
     state
-        .store
-        .end_session(&id, now, now + state.refresh_lifetime())
+        .sessions
+        .end(&id, now)
         .await
         .map_err(|e| internal(&e))?;
-    state.sessions_ended();
     state.audit(
         &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
         Event::success("logout")
@@ -708,11 +698,10 @@ async fn end_all_sessions(
     let (user, _) = bearer_caller(&state, &headers, Need::Change).await?;
     let now = unix_now();
     state
-        .store
-        .end_all_sessions(&user.id, now, now + state.refresh_lifetime())
+        .sessions
+        .end_all(&user.id, now)
         .await
         .map_err(|e| internal(&e))?;
-    state.sessions_ended();
     state.audit(
         &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
         Event::success("logout")

@@ -486,13 +486,8 @@ async fn reset_submit(
         return response;
     }
     let password = SecretString::from(field(&form, "password"));
-    match state
-        .selfservice
-        .confirm_reset(&token, &password, state.refresh_lifetime())
-        .await
-    {
+    match state.selfservice.confirm_reset(&token, &password).await {
         Ok(user_id) => {
-            state.sessions_ended();
             state.audit(
                 &state.audit_context(ip, &headers),
                 crate::audit::Event::success("password.reset").user(&user_id),
@@ -928,13 +923,9 @@ async fn change_password(
         sid: Some(session.sid.clone()),
         family_id: None,
     };
-    let change = state.selfservice.change_password(
-        user,
-        &current,
-        &new,
-        sign_out.then_some(&keep),
-        state.refresh_lifetime(),
-    );
+    let change = state
+        .selfservice
+        .change_password(user, &current, &new, sign_out.then_some(&keep));
     let attempt = Attempt {
         ip,
         context: audit,
@@ -951,9 +942,6 @@ async fn change_password(
     };
     match result {
         Ok(()) => {
-            if sign_out {
-                state.sessions_ended();
-            }
             state.audit(
                 audit,
                 crate::audit::Event::success("password.changed")
@@ -1092,7 +1080,6 @@ async fn sessions_submit(
         return expired_form(&state);
     };
     let now = unix_now();
-    let revoke_until = now + state.refresh_lifetime();
     let audit = state.audit_context(state.client_ip(peer.ip(), &headers), &headers);
     let logout_event = |which: &str| {
         crate::audit::Event::success("logout")
@@ -1105,14 +1092,9 @@ async fn sessions_submit(
         (jar, message(state, "You are signed out", text)).into_response()
     };
     if form.get("all") == Some("1") {
-        if let Err(e) = state
-            .store
-            .end_all_sessions(&user.id, now, revoke_until)
-            .await
-        {
+        if let Err(e) = state.sessions.end_all(&user.id, now).await {
             return Unavailable::log(&e).into_response();
         }
-        state.sessions_ended();
         state.audit(&audit, logout_event("all"));
         return signed_out(
             &state,
@@ -1133,12 +1115,11 @@ async fn sessions_submit(
         Err(e) => return Unavailable::log(&e).into_response(),
     };
     if owned {
-        if let Err(e) = state.store.end_session(sid, now, revoke_until).await {
+        if let Err(e) = state.sessions.end(sid, now).await {
             return Unavailable::log(&e).into_response();
         }
         state.audit(&audit, logout_event("one"));
     }
-    state.sessions_ended();
     if sid == session.sid {
         return signed_out(&state, jar, "You signed out of this browser.");
     }

@@ -140,7 +140,6 @@ async fn logout(
         None => signed_out(&state, jar),
     };
     let now = unix_now();
-    let revoke_until = now + state.refresh_lifetime();
     let ended = |user: &str, sid: &str| {
         let mut event = crate::audit::Event::success("logout")
             .user(user)
@@ -160,14 +159,13 @@ async fn logout(
         if let Some(hint) = &hint
             && let Some(sid) = hint.sid.as_deref()
         {
-            match state.store.end_session(sid, now, revoke_until).await {
+            match state.sessions.end(sid, now).await {
                 Ok(true) => ended(&hint.sub, sid),
                 // Already ended (a replayed hint): nothing happened, nothing to record.
                 Ok(false) => {}
                 Err(e) => return Unavailable::log(&e).into_response(),
             }
         }
-        state.sessions_ended();
         return finish(jar);
     };
     let proven = hint
@@ -199,15 +197,10 @@ async fn logout(
         )
         .await;
     }
-    if let Err(e) = state
-        .store
-        .end_session(&session.sid, now, revoke_until)
-        .await
-    {
+    if let Err(e) = state.sessions.end(&session.sid, now).await {
         return Unavailable::log(&e).into_response();
     }
     ended(&session.user_id, &session.sid);
-    state.sessions_ended();
     finish(jar)
 }
 

@@ -92,7 +92,8 @@ pub struct Shared {
     pub limits: Arc<crate::ratelimit::Limits>,
     /// Clients as read at every request, reused for `database.client_cache_seconds`.
     pub clients: Arc<crate::clients::ClientCache>,
-    /// Wakes the back-channel logout sender after sessions end here.
+    /// Wakes the back-channel logout sender; `Sessions` holds the same one and wakes it
+    /// whenever sessions end.
     pub logout_wake: Arc<tokio::sync::Notify>,
     /// `server.trusted_proxies`, parsed once.
     pub trusted_proxies: Arc<Vec<crate::ratelimit::client_ip::Block>>,
@@ -108,12 +109,7 @@ impl AppState {
     /// The longest a refresh family can live (`tokens.refresh_absolute_days`): how long
     /// a revocation must be remembered.
     pub fn refresh_lifetime(&self) -> i64 {
-        self.config.tokens.refresh_absolute_days as i64 * 86_400
-    }
-
-    /// Sessions ended: their back-channel logouts are queued; send them now.
-    pub fn sessions_ended(&self) {
-        self.logout_wake.notify_one();
+        self.config.tokens.refresh_lifetime_seconds()
     }
 
     /// Queues an audit event with the request's context.

@@ -4,8 +4,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
 
 use crate::oidc::authorize::AuthorizationRequest;
 use crate::oidc::claims::ClaimsRequest;
@@ -95,15 +98,83 @@ pub struct Sessions {
     store: Store,
     session_lifetime: i64,
     code_lifetime: i64,
+    /// The longest a refresh family can live (`tokens.refresh_absolute_days`): how long
+    /// a revocation must be remembered.
+    refresh_lifetime: i64,
+    /// Wakes the back-channel logout sender; ending a session queues its deliveries.
+    logout_wake: Arc<Notify>,
 }
 
 impl Sessions {
-    pub fn new(store: Store, session_lifetime: i64, code_lifetime: i64) -> Self {
+    pub fn new(
+        store: Store,
+        session_lifetime: i64,
+        code_lifetime: i64,
+        refresh_lifetime: i64,
+        logout_wake: Arc<Notify>,
+    ) -> Self {
         Self {
             store,
             session_lifetime,
             code_lifetime,
+            refresh_lifetime,
+            logout_wake,
         }
+    }
+
+    /// The lifetimes as configured. A process without a back-channel sender (the CLI)
+    /// passes a `logout_wake` nobody waits on: the server's sender polls the queue.
+    pub fn from_config(
+        store: Store,
+        config: &crate::config::Config,
+        logout_wake: Arc<Notify>,
+    ) -> Self {
+        Self::new(
+            store,
+            config.sessions.lifetime_hours as i64 * 3600,
+            config.tokens.authorization_code_seconds as i64,
+            config.tokens.refresh_lifetime_seconds(),
+            logout_wake,
+        )
+    }
+
+    /// Until when a revocation made at `now` is remembered: as long as the longest
+    /// refresh family it may cut could still live.
+    fn revoke_until(&self, now: i64) -> i64 {
+        now + self.refresh_lifetime
+    }
+
+    /// Ends one session: it and the refresh tokens bound to it are revoked and its
+    /// back-channel logouts are queued and sent. False when it had already ended.
+    pub async fn end(&self, sid: &str, now: i64) -> Result<bool, SessionError> {
+        let ended = self
+            .store
+            .end_session(sid, now, self.revoke_until(now))
+            .await?;
+        self.logout_wake.notify_one();
+        Ok(ended)
+    }
+
+    /// Ends every session of the user and revokes every refresh token of theirs,
+    /// `offline_access` ones included; back-channel logouts are queued and sent.
+    pub async fn end_all(&self, user_id: &str, now: i64) -> Result<(), SessionError> {
+        self.store
+            .end_all_sessions(user_id, now, self.revoke_until(now))
+            .await?;
+        self.logout_wake.notify_one();
+        Ok(())
+    }
+
+    /// Runs a change that ends sessions inside its own transaction (disabling or
+    /// deleting a user, a new password): `change` gets the revocation horizon, and once
+    /// it succeeded the back-channel logouts it queued are sent.
+    pub async fn ending<T, E, F>(&self, now: i64, change: impl FnOnce(i64) -> F) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        let done = change(self.revoke_until(now)).await?;
+        self.logout_wake.notify_one();
+        Ok(done)
     }
 
     /// Starts a session after a successful login; the cookie it replaces (if any) ends,

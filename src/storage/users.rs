@@ -315,22 +315,4 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Sets the disabled flag; `NotFound` when no such username.
-    pub async fn set_user_disabled(&self, username: &str, disabled: bool) -> Result<()> {
-        let now = super::unix_now();
-        let done = dispatch_write!(self, pool => {
-            sqlx::query("UPDATE users SET disabled = $2, updated_at = $3 WHERE lower(username) = lower($1)")
-                .bind(username)
-                .bind(disabled)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if done == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
 }

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{CliOutput, TestApp, spawn_app};
+use crate::helpers::{CLIENT, CliOutput, TestApp, spawn_app, spawn_flow_app};
 
 /// Asserts the command succeeded and returns its stdout.
 fn ok(out: CliOutput, what: &str) -> String {
@@ -355,6 +355,31 @@ async fn keys_list_shows_the_one_active_key() {
     let cols: Vec<&str> = rows[0].split_whitespace().collect();
     assert_eq!(cols[0], keys[0].kid, "{list}");
     assert_eq!(cols[1], "active", "{list}");
+}
+
+#[tokio::test]
+async fn client_remove_refuses_a_client_declared_in_the_config() {
+    let app = spawn_flow_app().await;
+    let before = app.snapshot().await;
+
+    let out = app.cli(&["client", "remove", CLIENT]).await;
+
+    assert_eq!(
+        out.code(),
+        1,
+        "stdout {:?}, stderr {:?}",
+        out.stdout,
+        out.stderr
+    );
+    let stderr = out.stderr.trim_end();
+    assert_eq!(stderr.lines().count(), 1, "one stderr line: {stderr:?}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("[[clients]]"),
+        "stderr names the rule: {stderr:?}"
+    );
+    let client = app.store.get_client(CLIENT).await.unwrap();
+    assert_eq!(client.map(|c| c.source), Some("config".to_string()));
+    assert_eq!(app.snapshot().await, before, "the database changed");
 }
 
 /// What a bad command must produce.

@@ -1,6 +1,7 @@
 //! Clients: list, show, create (the secret is returned once), update, rotate the
 //! secret, delete. Clients declared in `[[clients]]` are rewritten from the config file
-//! at every start, so the API refuses to change them (409 `managed_by_config`).
+//! at every start, so the API refuses to change them (409 `managed_by_config`; the rule is
+//! `clients::changeable`, which the CLI obeys too).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -59,6 +60,10 @@ fn client_error(e: ClientError) -> AdminError {
             format!("A client with id {id:?} already exists."),
         ),
         ClientError::NotFound(_) => AdminError::NotFound,
+        ClientError::ManagedByConfig(_) => AdminError::Conflict(
+            "managed_by_config",
+            "This client is declared in [[clients]] of the config file; change it there.".into(),
+        ),
         ClientError::Store(e) => e.into(),
     }
 }
@@ -72,15 +77,8 @@ async fn find(state: &AppState, id: &str) -> Result<ClientRecord, AdminError> {
         .ok_or(AdminError::NotFound)
 }
 
-/// Changes through the API would be undone at the next start for config clients.
 fn changeable(client: &ClientRecord) -> Result<(), AdminError> {
-    if client.source == "config" {
-        return Err(AdminError::Conflict(
-            "managed_by_config",
-            "This client is declared in [[clients]] of the config file; change it there.".into(),
-        ));
-    }
-    Ok(())
+    crate::clients::changeable(client).map_err(client_error)
 }
 
 async fn list(_: Admin, State(state): State<AppState>) -> AdminResult {
@@ -286,9 +284,11 @@ async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> AdminResult {
-    let before = find(&state, &id).await?;
-    changeable(&before)?;
-    state.store.remove_client(&id).await?;
+    plausible_id(&id)?;
+    let before = crate::clients::Clients::new(state.store.clone())
+        .remove(&id)
+        .await
+        .map_err(client_error)?;
     state.clients.forget(&id);
     state.audit(
         &admin.audit,

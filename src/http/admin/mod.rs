@@ -88,6 +88,15 @@ impl From<crate::storage::StoreError> for AdminError {
     }
 }
 
+impl From<crate::sessions::SessionError> for AdminError {
+    fn from(e: crate::sessions::SessionError) -> Self {
+        match e {
+            crate::sessions::SessionError::Store(e) => e.into(),
+            other => Self::internal(&other),
+        }
+    }
+}
+
 pub fn json_response(status: StatusCode, body: Value) -> Response {
     let mut response = (status, Json(body)).into_response();
     no_store(response.headers_mut());

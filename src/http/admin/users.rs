@@ -15,7 +15,9 @@ use super::{
     Admin, AdminError, AdminResult, decode_cursor, encode_cursor, json_body, json_response,
     page_limit, plausible_id,
 };
-use crate::accounts::{AccountError, NewAccount, ProfileEdit, check_profile, validate_role};
+use crate::accounts::{
+    AccountError, NewAccount, ProfileEdit, check_profile, normalize_roles, validate_role,
+};
 use crate::http::AppState;
 use crate::storage::{AdminUserChange, StoreError, UserRecord, unix_now};
 
@@ -218,17 +220,11 @@ async fn update(
         }
     };
     let roles = body.roles.map(|roles| {
-        let mut set: Vec<String> = Vec::new();
-        for role in roles.iter().map(|r| r.trim()) {
+        let set = normalize_roles(&roles);
+        for role in &set {
             if let Err(m) = validate_role(role) {
                 errors.insert("roles".into(), format!("{role:?}: {m}"));
-            } else if !set.iter().any(|r| r == role) {
-                set.push(role.to_string());
             }
-        }
-        // Every user has `user` (docs/accounts.md).
-        if !set.iter().any(|r| r == "user") {
-            set.push("user".into());
         }
         set
     });
@@ -258,8 +254,10 @@ async fn update(
     };
     let now = unix_now();
     match state
-        .store
-        .admin_update_user(&sub, &change, now, now + state.refresh_lifetime())
+        .sessions
+        .ending(now, |until| {
+            state.store.admin_update_user(&sub, &change, now, until)
+        })
         .await
     {
         Err(StoreError::Conflict(_)) => {
@@ -269,9 +267,6 @@ async fn update(
             ));
         }
         other => other?,
-    }
-    if change.disabled == Some(true) {
-        state.sessions_ended();
     }
     let after = find(&state, &sub).await?;
     state.audit(
@@ -301,10 +296,9 @@ async fn remove(
     }
     let now = unix_now();
     state
-        .store
-        .delete_user(&sub, now, now + state.refresh_lifetime())
+        .sessions
+        .ending(now, |until| state.store.delete_user(&sub, now, until))
         .await?;
-    state.sessions_ended();
     state.audit(
         &admin.audit,
         admin
@@ -379,11 +373,7 @@ async fn end_session(
     if !owned {
         return Err(AdminError::NotFound);
     }
-    state
-        .store
-        .end_session(&sid, now, now + state.refresh_lifetime())
-        .await?;
-    state.sessions_ended();
+    state.sessions.end(&sid, now).await?;
     state.audit(
         &admin.audit,
         admin
