@@ -577,3 +577,63 @@ pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
+
+/// Rate-limit backends for `every_backend!`: in memory, in the database.
+pub const MEMORY_BACKEND: &str = "backend = \"memory\"";
+pub const DATABASE_BACKEND: &str = "backend = \"database\"";
+
+/// The `[rate_limit]` settings for the Redis named by `TEST_REDIS_URL`, with a key prefix
+/// of this test's own (parallel tests do not count each other's failures). Unset, the
+/// Redis variant cannot run: under CI (`CI=true`, which sets the URL) that fails the
+/// test; elsewhere the test says so on stderr and is skipped (`None`).
+pub fn redis_backend() -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let Some(url) = url else {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "TEST_REDIS_URL is not set under CI: the Redis rate-limit variant must run there"
+        );
+        eprintln!(
+            "SKIPPED: TEST_REDIS_URL is not set, so this Redis variant tested nothing \
+             (set it to a Redis URL, e.g. redis://127.0.0.1:6379, to run it)"
+        );
+        return None;
+    };
+    let prefix = format!("oxidp-test-{}", uuid::Uuid::new_v4().simple());
+    Some(format!(
+        "backend = \"redis\"\nredis_url = \"{url}\"\nredis_key_prefix = \"{prefix}\""
+    ))
+}
+
+/// Every rate-limit scenario `async fn scenario(backend: &str)` of the calling module,
+/// as one test per backend: `memory::scenario`, `database::scenario`, `redis::scenario`
+/// (see `redis_backend` for when that one runs).
+macro_rules! every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario($crate::helpers::MEMORY_BACKEND).await;
+            })*
+        }
+        mod database {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario($crate::helpers::DATABASE_BACKEND).await;
+            })*
+        }
+        mod redis {
+            $(#[tokio::test]
+            async fn $scenario() {
+                let Some(backend) = $crate::helpers::redis_backend() else {
+                    return;
+                };
+                super::$scenario(&backend).await;
+            })*
+        }
+    };
+}
+pub(crate) use every_backend;
