@@ -958,8 +958,9 @@ async fn the_role_is_checked_on_every_request() {
 async fn client_credentials_tokens_never_carry_the_admin_scope() {
     let app = spawn().await;
     let api = admin(&app).await;
-    // A service client that lists oxidp:admin among its scopes: the scope goes only to
-    // first-party clients, whatever a client's own list says (src/oidc/claims.rs).
+    // A service client that lists oxidp:admin among its scopes is refused outright
+    // (src/oidc/registration.rs): listed, the scope would reach client-credentials tokens.
+    let before = app.snapshot().await;
     let (status, body) = api
         .post(
             CLIENTS,
@@ -967,10 +968,18 @@ async fn client_credentials_tokens_never_carry_the_admin_scope() {
                     "scopes": [ADMIN_SCOPE, "api:read"]}),
         )
         .await;
-    if status == 400 {
-        // Refusing such a client outright is as good.
-        return;
-    }
+    assert_validation_failed("oxidp:admin listed", status, &body, &["scopes"]);
+    assert_eq!(app.snapshot().await, before, "a refused client was stored");
+
+    // A service client without it cannot ask for it either: the scope goes only to
+    // first-party clients' users (src/oidc/claims.rs).
+    let (status, body) = api
+        .post(
+            CLIENTS,
+            &json!({"id": "svc", "grant_types": ["client_credentials"],
+                    "scopes": ["api:read"]}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let secret = body["client_secret"].as_str().unwrap().to_string();
     for scope in [None, Some(ADMIN_SCOPE), Some("api:read oxidp:admin")] {
@@ -995,7 +1004,8 @@ async fn a_client_whose_id_is_an_admins_sub_is_not_that_admin() {
     let app = spawn().await;
     let api = admin(&app).await;
     // Client ids and subs share an alphabet: a client named like alice's sub must not
-    // act as alice (a client's token is not a user's).
+    // act as alice (a client's token is not a user's). Listing oxidp:admin is refused.
+    let before = app.snapshot().await;
     let (status, body) = api
         .post(
             CLIENTS,
@@ -1003,23 +1013,38 @@ async fn a_client_whose_id_is_an_admins_sub_is_not_that_admin() {
                     "scopes": [ADMIN_SCOPE]}),
         )
         .await;
-    if status == 400 {
-        return;
-    }
+    assert_validation_failed("oxidp:admin listed", status, &body, &["scopes"]);
+    assert_eq!(app.snapshot().await, before, "a refused client was stored");
+
+    // The same client without the scope: its tokens, asked for the admin scope or not,
+    // do not reach the admin API.
+    let (status, body) = api
+        .post(
+            CLIENTS,
+            &json!({"id": api.sub, "grant_types": ["client_credentials"],
+                    "scopes": ["api:read"]}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let secret = body["client_secret"].as_str().unwrap().to_string();
-    let reply = client_credentials(&app, &api.sub, &secret, Some(ADMIN_SCOPE)).await;
-    if reply.status != 200 {
-        assert_eq!(reply.status, 400, "{}", reply.text);
-        return;
+    let mut tokens_seen = 0;
+    for scope in [None, Some(ADMIN_SCOPE)] {
+        let reply = client_credentials(&app, &api.sub, &secret, scope).await;
+        if reply.status != 200 {
+            assert_eq!(reply.status, 400, "scope {scope:?}: {}", reply.text);
+            assert_eq!(reply.json()["error"], "invalid_scope", "scope {scope:?}");
+            continue;
+        }
+        tokens_seen += 1;
+        let token = access(&reply.json());
+        let got = send(&app, Method::GET, USERS, Some(&token), None).await;
+        assert_eq!(
+            got.status, 403,
+            "a client_credentials token (sub = client id = alice's sub) used the admin API: {}",
+            got.text
+        );
     }
-    let token = access(&reply.json());
-    let got = send(&app, Method::GET, USERS, Some(&token), None).await;
-    assert_eq!(
-        got.status, 403,
-        "a client_credentials token (sub = client id = alice's sub) used the admin API: {}",
-        got.text
-    );
+    assert!(tokens_seen > 0, "the client got no token at all");
 }
 
 // ---------------------------------------------------------------------------------
