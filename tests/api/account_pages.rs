@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, hidden_input,
     html_decode, query_param, spawn_app_with, spawn_flow_app,
@@ -328,17 +329,6 @@ fn assert_rate_limited(page: &Page, what: &str) {
         page.html
     );
     assert_page_headers(page, what);
-}
-
-fn jwt_claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 // ---- users, through the CLI ----------------------------------------------------------

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, query_param,
     spawn_app_with,
@@ -256,7 +257,7 @@ async fn admin_as<'a>(app: &'a TestApp, username: &str, password: &str) -> Api<'
     let token = tokens["access_token"].as_str().unwrap().to_string();
     Api {
         app,
-        sub: claims(&token)["sub"].as_str().unwrap().to_string(),
+        sub: jwt_claims(&token)["sub"].as_str().unwrap().to_string(),
         token,
     }
 }
@@ -374,10 +375,6 @@ fn jwt_part(jwt: &str, index: usize) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
-fn claims(jwt: &str) -> Value {
-    jwt_part(jwt, 1)
-}
-
 fn jwt_header(jwt: &str) -> Value {
     jwt_part(jwt, 0)
 }
@@ -392,7 +389,7 @@ fn resigned(app: &TestApp, real: &str, edit: impl FnOnce(&mut Map<String, Value>
     let mut header = JwsHeader::new();
     header.set_token_type("at+jwt");
     header.set_key_id(jwt_header(real)["kid"].as_str().unwrap());
-    let mut map = claims(real).as_object().unwrap().clone();
+    let mut map = jwt_claims(real).as_object().unwrap().clone();
     edit(&mut map);
     jwt::encode_with_signer(&JwtPayload::from_map(map).unwrap(), &header, &signer).unwrap()
 }
@@ -708,7 +705,7 @@ fn endpoints(ids: &Ids) -> Vec<Endpoint> {
 /// not yet taken, the active key.
 async fn table_ids(app: &TestApp, api: &Api<'_>) -> Ids {
     let tokens = sign_in(app, DAVE, DAVE_PASSWORD, "openid").await;
-    let sid = claims(tokens["id_token"].as_str().unwrap())["sid"]
+    let sid = jwt_claims(tokens["id_token"].as_str().unwrap())["sid"]
         .as_str()
         .expect("sid in the ID token")
         .to_string();
@@ -761,7 +758,7 @@ async fn every_endpoint_needs_an_admins_token_with_the_admin_scope() {
         "a third-party client was granted {ADMIN_SCOPE}: {third}"
     );
     assert!(
-        !claims(third["access_token"].as_str().unwrap())["scope"]
+        !jwt_claims(third["access_token"].as_str().unwrap())["scope"]
             .as_str()
             .unwrap_or_default()
             .split(' ')
@@ -797,7 +794,7 @@ async fn every_endpoint_needs_an_admins_token_with_the_admin_scope() {
             .status,
         200
     );
-    let mut forged_claims = claims(&api.token);
+    let mut forged_claims = jwt_claims(&api.token);
     forged_claims["sub"] = json!(ids.sub);
     let parts: Vec<&str> = api.token.split('.').collect();
     let forged = format!(
@@ -911,7 +908,7 @@ async fn the_role_is_checked_on_every_request() {
     let erin = admin_as(&app, ERIN, ERIN_PASSWORD).await;
     let bob = sign_in(&app, BOB, BOB_PASSWORD, &format!("openid {ADMIN_SCOPE}")).await;
     let bob_token = access(&bob);
-    let bob_sub = claims(&bob_token)["sub"].as_str().unwrap().to_string();
+    let bob_sub = jwt_claims(&bob_token)["sub"].as_str().unwrap().to_string();
     let status = |token: String| {
         let app = &app;
         async move {
@@ -1080,7 +1077,7 @@ async fn creating_users() {
     assert_eq!(api.ok(&format!("{USERS}/{sub}")).await, carol);
     // The password works at once.
     let tokens = sign_in(&app, "carol", STRONG, "openid").await;
-    assert_eq!(claims(tokens["id_token"].as_str().unwrap())["sub"], sub);
+    assert_eq!(jwt_claims(tokens["id_token"].as_str().unwrap())["sub"], sub);
 
     // A new administrator can use the API at once.
     let (status, root) = api
@@ -1451,7 +1448,7 @@ async fn patching_a_users_profile_roles_and_address() {
     );
     let tokens = sign_in(&app, BOB, BOB_PASSWORD, "openid roles").await;
     assert_eq!(
-        role_set(&claims(tokens["id_token"].as_str().unwrap())["roles"]),
+        role_set(&jwt_claims(tokens["id_token"].as_str().unwrap())["roles"]),
         set(&["user", "editor", "reviewer"])
     );
     let info = userinfo(&app, &access(&tokens)).await.json();
@@ -1463,7 +1460,7 @@ async fn patching_a_users_profile_roles_and_address() {
     assert_eq!(status, 200, "{body}");
     let tokens = sign_in(&app, BOB, BOB_PASSWORD, "openid roles").await;
     assert_eq!(
-        role_set(&claims(tokens["id_token"].as_str().unwrap())["roles"]),
+        role_set(&jwt_claims(tokens["id_token"].as_str().unwrap())["roles"]),
         set(&["user", "editor"])
     );
 
@@ -1770,7 +1767,7 @@ async fn listing_and_ending_a_users_sessions() {
     let first = sign_in(&app, BOB, BOB_PASSWORD, "openid").await;
     let second = sign_in(&app, BOB, BOB_PASSWORD, "openid").await;
     let sid = |tokens: &Value| {
-        claims(tokens["id_token"].as_str().unwrap())["sid"]
+        jwt_claims(tokens["id_token"].as_str().unwrap())["sid"]
             .as_str()
             .unwrap()
             .to_string()
@@ -1901,7 +1898,7 @@ async fn creating_clients() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     let tokens = reply.json();
     assert_eq!(tokens["scope"], "reports:read");
-    assert_eq!(claims(&access(&tokens))["client_id"], "reports");
+    assert_eq!(jwt_claims(&access(&tokens))["client_id"], "reports");
     let reply =
         client_credentials(&app, "reports", "wrong-secret-0123456789-0123456789", None).await;
     assert_eq!(reply.status, 401, "{}", reply.text);
@@ -2549,7 +2546,7 @@ async fn every_admin_change_is_audited_without_secrets() {
     let api = admin(&app).await;
     let bob_sub = api.sub_of(BOB).await;
     let bob_tokens = sign_in(&app, BOB, BOB_PASSWORD, "openid").await;
-    let bob_sid = claims(bob_tokens["id_token"].as_str().unwrap())["sid"]
+    let bob_sid = jwt_claims(bob_tokens["id_token"].as_str().unwrap())["sid"]
         .as_str()
         .unwrap()
         .to_string();

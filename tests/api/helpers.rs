@@ -637,3 +637,24 @@ macro_rules! every_backend {
     };
 }
 pub(crate) use every_backend;
+
+/// A JWT's claims, decoded without checking the signature (tests that check it use the
+/// JWKS).
+pub fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// `jwt_claims` as a map, for tests that change claims and sign them again.
+pub fn jwt_claims_map(token: &str) -> serde_json::Map<String, serde_json::Value> {
+    match jwt_claims(token) {
+        serde_json::Value::Object(map) => map,
+        other => panic!("JWT claims are not an object: {other}"),
+    }
+}
