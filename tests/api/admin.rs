@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+use crate::helpers::decode_quoted_printable;
 use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, query_param,
@@ -467,29 +468,6 @@ fn mails_to(app: &TestApp, address: &str) -> Vec<String> {
             })
         })
         .collect()
-}
-
-fn decode_quoted_printable(body: &str) -> String {
-    let joined = body.replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if bytes[i] == b'='
-            && let Some(b) = escaped
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The token of a mailed `<issuer>/reset-password?token=…` link to `address`; waits up

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::helpers::decode_quoted_printable;
 use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, query_param,
@@ -452,31 +453,6 @@ fn field<'a>(body: &'a Value, name: &str) -> &'a str {
 
 // ---------------------------------------------------------------------------------
 // The outbox
-
-/// Soft line breaks (`=` at the end of a line) and `=XX` escapes (RFC 2045 §6.7).
-fn decode_quoted_printable(body: &str) -> String {
-    let joined = body.replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(b) if bytes[i] == b'=' => {
-                out.push(b);
-                i += 3;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// The tokens of `<issuer>/{page}?token=…` links in mails to `address` now.
 fn mailed_tokens(app: &TestApp, address: &str, page: &str) -> Vec<String> {

@@ -658,3 +658,28 @@ pub fn jwt_claims_map(token: &str) -> serde_json::Map<String, serde_json::Value>
         other => panic!("JWT claims are not an object: {other}"),
     }
 }
+
+/// A quoted-printable mail body decoded: soft line breaks (`=` at the end of a line) and
+/// `=XX` escapes (RFC 2045 §6.7).
+pub fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if bytes[i] == b'='
+            && let Some(b) = escaped
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
