@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::helpers::decode_quoted_printable;
+use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, query_param,
     spawn_app_with,
@@ -141,7 +143,7 @@ pub(crate) async fn access_token(app: &TestApp, username: &str, password: &str) 
 async fn id_token_email_verified(app: &TestApp, username: &str, password: &str) -> Value {
     let (status, body) = grant(app, username, password, "openid email").await;
     assert_eq!(status, 200, "{body}");
-    claims(body["id_token"].as_str().unwrap())["email_verified"].clone()
+    jwt_claims(body["id_token"].as_str().unwrap())["email_verified"].clone()
 }
 
 /// An access token of the third-party client "rp" for alice, through the code flow.
@@ -210,17 +212,6 @@ pub(crate) async fn post_bearer(
         .send()
         .await
         .unwrap()
-}
-
-pub(crate) fn claims(jwt: &str) -> Value {
-    use base64::Engine;
-    let part = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// The names in a validation failure's `fields`, sorted.
@@ -322,30 +313,6 @@ impl Mail {
         let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))?;
         Some(rest[..end].to_string())
     }
-}
-
-/// Soft line breaks (`=` at the end of a line) and `=XX` escapes (RFC 2045 §6.7).
-fn decode_quoted_printable(body: &str) -> String {
-    let joined = body.replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if bytes[i] == b'='
-            && let Some(b) = escaped
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[test]
@@ -1270,7 +1237,7 @@ async fn me_returns_the_profile_of_the_tokens_user() {
         .collect();
     keys.sort();
     assert_eq!(keys, PROFILE_KEYS, "{profile}");
-    let id = claims(tokens["id_token"].as_str().unwrap());
+    let id = jwt_claims(tokens["id_token"].as_str().unwrap());
     assert_eq!(profile["sub"], id["sub"]);
     assert_eq!(profile["username"], USER);
     assert_eq!(profile["email"], "alice@example.com");
@@ -1295,7 +1262,7 @@ async fn me_without_a_usable_bearer_token_is_401() {
     let mut parts: Vec<String> = access.split('.').map(str::to_string).collect();
     parts[1] = {
         use base64::Engine;
-        let mut c = claims(access);
+        let mut c = jwt_claims(access);
         c["sub"] = json!("someone-else");
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c.to_string())
     };
@@ -1440,7 +1407,7 @@ async fn patch_me_sets_and_clears_profile_fields() {
     assert_eq!(profile["family_name"], "Builder");
 
     // The ID token carries the new profile.
-    let id = claims(
+    let id = jwt_claims(
         sign_in(&app, "bob", STRONG).await["id_token"]
             .as_str()
             .unwrap(),

@@ -14,6 +14,8 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use crate::helpers::decode_quoted_printable;
+use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, hidden_input,
     html_decode, query_param, spawn_app_with, spawn_flow_app,
@@ -330,17 +332,6 @@ fn assert_rate_limited(page: &Page, what: &str) {
     assert_page_headers(page, what);
 }
 
-fn jwt_claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 // ---- users, through the CLI ----------------------------------------------------------
 
 #[derive(Debug)]
@@ -383,28 +374,6 @@ struct Mail {
     to: String,
     subject: String,
     body: String,
-}
-
-fn decode_quoted_printable(s: &str) -> String {
-    let s = s.replace("=\r\n", "").replace("=\n", "");
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 3 <= bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn parse_mail(raw: &str) -> Option<Mail> {

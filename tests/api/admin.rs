@@ -14,6 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
+use crate::helpers::decode_quoted_printable;
+use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, query_param,
     spawn_app_with,
@@ -256,7 +258,7 @@ async fn admin_as<'a>(app: &'a TestApp, username: &str, password: &str) -> Api<'
     let token = tokens["access_token"].as_str().unwrap().to_string();
     Api {
         app,
-        sub: claims(&token)["sub"].as_str().unwrap().to_string(),
+        sub: jwt_claims(&token)["sub"].as_str().unwrap().to_string(),
         token,
     }
 }
@@ -374,10 +376,6 @@ fn jwt_part(jwt: &str, index: usize) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
 
-fn claims(jwt: &str) -> Value {
-    jwt_part(jwt, 1)
-}
-
 fn jwt_header(jwt: &str) -> Value {
     jwt_part(jwt, 0)
 }
@@ -392,7 +390,7 @@ fn resigned(app: &TestApp, real: &str, edit: impl FnOnce(&mut Map<String, Value>
     let mut header = JwsHeader::new();
     header.set_token_type("at+jwt");
     header.set_key_id(jwt_header(real)["kid"].as_str().unwrap());
-    let mut map = claims(real).as_object().unwrap().clone();
+    let mut map = jwt_claims(real).as_object().unwrap().clone();
     edit(&mut map);
     jwt::encode_with_signer(&JwtPayload::from_map(map).unwrap(), &header, &signer).unwrap()
 }
@@ -470,29 +468,6 @@ fn mails_to(app: &TestApp, address: &str) -> Vec<String> {
             })
         })
         .collect()
-}
-
-fn decode_quoted_printable(body: &str) -> String {
-    let joined = body.replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        if bytes[i] == b'='
-            && let Some(b) = escaped
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The token of a mailed `<issuer>/reset-password?token=…` link to `address`; waits up
@@ -708,7 +683,7 @@ fn endpoints(ids: &Ids) -> Vec<Endpoint> {
 /// not yet taken, the active key.
 async fn table_ids(app: &TestApp, api: &Api<'_>) -> Ids {
     let tokens = sign_in(app, DAVE, DAVE_PASSWORD, "openid").await;
-    let sid = claims(tokens["id_token"].as_str().unwrap())["sid"]
+    let sid = jwt_claims(tokens["id_token"].as_str().unwrap())["sid"]
         .as_str()
         .expect("sid in the ID token")
         .to_string();
@@ -761,7 +736,7 @@ async fn every_endpoint_needs_an_admins_token_with_the_admin_scope() {
         "a third-party client was granted {ADMIN_SCOPE}: {third}"
     );
     assert!(
-        !claims(third["access_token"].as_str().unwrap())["scope"]
+        !jwt_claims(third["access_token"].as_str().unwrap())["scope"]
             .as_str()
             .unwrap_or_default()
             .split(' ')
@@ -797,7 +772,7 @@ async fn every_endpoint_needs_an_admins_token_with_the_admin_scope() {
             .status,
         200
     );
-    let mut forged_claims = claims(&api.token);
+    let mut forged_claims = jwt_claims(&api.token);
     forged_claims["sub"] = json!(ids.sub);
     let parts: Vec<&str> = api.token.split('.').collect();
     let forged = format!(
@@ -911,7 +886,7 @@ async fn the_role_is_checked_on_every_request() {
     let erin = admin_as(&app, ERIN, ERIN_PASSWORD).await;
     let bob = sign_in(&app, BOB, BOB_PASSWORD, &format!("openid {ADMIN_SCOPE}")).await;
     let bob_token = access(&bob);
-    let bob_sub = claims(&bob_token)["sub"].as_str().unwrap().to_string();
+    let bob_sub = jwt_claims(&bob_token)["sub"].as_str().unwrap().to_string();
     let status = |token: String| {
         let app = &app;
         async move {
@@ -958,8 +933,9 @@ async fn the_role_is_checked_on_every_request() {
 async fn client_credentials_tokens_never_carry_the_admin_scope() {
     let app = spawn().await;
     let api = admin(&app).await;
-    // A service client that lists oxidp:admin among its scopes: the scope goes only to
-    // first-party clients, whatever a client's own list says (src/oidc/claims.rs).
+    // A service client that lists oxidp:admin among its scopes is refused outright
+    // (src/oidc/registration.rs): listed, the scope would reach client-credentials tokens.
+    let before = app.snapshot().await;
     let (status, body) = api
         .post(
             CLIENTS,
@@ -967,10 +943,18 @@ async fn client_credentials_tokens_never_carry_the_admin_scope() {
                     "scopes": [ADMIN_SCOPE, "api:read"]}),
         )
         .await;
-    if status == 400 {
-        // Refusing such a client outright is as good.
-        return;
-    }
+    assert_validation_failed("oxidp:admin listed", status, &body, &["scopes"]);
+    assert_eq!(app.snapshot().await, before, "a refused client was stored");
+
+    // A service client without it cannot ask for it either: the scope goes only to
+    // first-party clients' users (src/oidc/claims.rs).
+    let (status, body) = api
+        .post(
+            CLIENTS,
+            &json!({"id": "svc", "grant_types": ["client_credentials"],
+                    "scopes": ["api:read"]}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let secret = body["client_secret"].as_str().unwrap().to_string();
     for scope in [None, Some(ADMIN_SCOPE), Some("api:read oxidp:admin")] {
@@ -995,7 +979,8 @@ async fn a_client_whose_id_is_an_admins_sub_is_not_that_admin() {
     let app = spawn().await;
     let api = admin(&app).await;
     // Client ids and subs share an alphabet: a client named like alice's sub must not
-    // act as alice (a client's token is not a user's).
+    // act as alice (a client's token is not a user's). Listing oxidp:admin is refused.
+    let before = app.snapshot().await;
     let (status, body) = api
         .post(
             CLIENTS,
@@ -1003,23 +988,38 @@ async fn a_client_whose_id_is_an_admins_sub_is_not_that_admin() {
                     "scopes": [ADMIN_SCOPE]}),
         )
         .await;
-    if status == 400 {
-        return;
-    }
+    assert_validation_failed("oxidp:admin listed", status, &body, &["scopes"]);
+    assert_eq!(app.snapshot().await, before, "a refused client was stored");
+
+    // The same client without the scope: its tokens, asked for the admin scope or not,
+    // do not reach the admin API.
+    let (status, body) = api
+        .post(
+            CLIENTS,
+            &json!({"id": api.sub, "grant_types": ["client_credentials"],
+                    "scopes": ["api:read"]}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let secret = body["client_secret"].as_str().unwrap().to_string();
-    let reply = client_credentials(&app, &api.sub, &secret, Some(ADMIN_SCOPE)).await;
-    if reply.status != 200 {
-        assert_eq!(reply.status, 400, "{}", reply.text);
-        return;
+    let mut tokens_seen = 0;
+    for scope in [None, Some(ADMIN_SCOPE)] {
+        let reply = client_credentials(&app, &api.sub, &secret, scope).await;
+        if reply.status != 200 {
+            assert_eq!(reply.status, 400, "scope {scope:?}: {}", reply.text);
+            assert_eq!(reply.json()["error"], "invalid_scope", "scope {scope:?}");
+            continue;
+        }
+        tokens_seen += 1;
+        let token = access(&reply.json());
+        let got = send(&app, Method::GET, USERS, Some(&token), None).await;
+        assert_eq!(
+            got.status, 403,
+            "a client_credentials token (sub = client id = alice's sub) used the admin API: {}",
+            got.text
+        );
     }
-    let token = access(&reply.json());
-    let got = send(&app, Method::GET, USERS, Some(&token), None).await;
-    assert_eq!(
-        got.status, 403,
-        "a client_credentials token (sub = client id = alice's sub) used the admin API: {}",
-        got.text
-    );
+    assert!(tokens_seen > 0, "the client got no token at all");
 }
 
 // ---------------------------------------------------------------------------------
@@ -1055,7 +1055,7 @@ async fn creating_users() {
     assert_eq!(api.ok(&format!("{USERS}/{sub}")).await, carol);
     // The password works at once.
     let tokens = sign_in(&app, "carol", STRONG, "openid").await;
-    assert_eq!(claims(tokens["id_token"].as_str().unwrap())["sub"], sub);
+    assert_eq!(jwt_claims(tokens["id_token"].as_str().unwrap())["sub"], sub);
 
     // A new administrator can use the API at once.
     let (status, root) = api
@@ -1426,7 +1426,7 @@ async fn patching_a_users_profile_roles_and_address() {
     );
     let tokens = sign_in(&app, BOB, BOB_PASSWORD, "openid roles").await;
     assert_eq!(
-        role_set(&claims(tokens["id_token"].as_str().unwrap())["roles"]),
+        role_set(&jwt_claims(tokens["id_token"].as_str().unwrap())["roles"]),
         set(&["user", "editor", "reviewer"])
     );
     let info = userinfo(&app, &access(&tokens)).await.json();
@@ -1438,7 +1438,7 @@ async fn patching_a_users_profile_roles_and_address() {
     assert_eq!(status, 200, "{body}");
     let tokens = sign_in(&app, BOB, BOB_PASSWORD, "openid roles").await;
     assert_eq!(
-        role_set(&claims(tokens["id_token"].as_str().unwrap())["roles"]),
+        role_set(&jwt_claims(tokens["id_token"].as_str().unwrap())["roles"]),
         set(&["user", "editor"])
     );
 
@@ -1745,7 +1745,7 @@ async fn listing_and_ending_a_users_sessions() {
     let first = sign_in(&app, BOB, BOB_PASSWORD, "openid").await;
     let second = sign_in(&app, BOB, BOB_PASSWORD, "openid").await;
     let sid = |tokens: &Value| {
-        claims(tokens["id_token"].as_str().unwrap())["sid"]
+        jwt_claims(tokens["id_token"].as_str().unwrap())["sid"]
             .as_str()
             .unwrap()
             .to_string()
@@ -1876,7 +1876,7 @@ async fn creating_clients() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     let tokens = reply.json();
     assert_eq!(tokens["scope"], "reports:read");
-    assert_eq!(claims(&access(&tokens))["client_id"], "reports");
+    assert_eq!(jwt_claims(&access(&tokens))["client_id"], "reports");
     let reply =
         client_credentials(&app, "reports", "wrong-secret-0123456789-0123456789", None).await;
     assert_eq!(reply.status, 401, "{}", reply.text);
@@ -2524,7 +2524,7 @@ async fn every_admin_change_is_audited_without_secrets() {
     let api = admin(&app).await;
     let bob_sub = api.sub_of(BOB).await;
     let bob_tokens = sign_in(&app, BOB, BOB_PASSWORD, "openid").await;
-    let bob_sid = claims(bob_tokens["id_token"].as_str().unwrap())["sid"]
+    let bob_sid = jwt_claims(bob_tokens["id_token"].as_str().unwrap())["sid"]
         .as_str()
         .unwrap()
         .to_string();

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::helpers::decode_quoted_printable;
+use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, query_param,
     run_binary, spawn_app_with,
@@ -394,17 +396,6 @@ async fn add_user(app: &TestApp, username: &str, password: &str, extra: &[&str])
     sub_of(app, username).await
 }
 
-fn claims(jwt: &str) -> Value {
-    use base64::Engine;
-    let part = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 fn auth_url(app: &TestApp, client: &str, scope: &str) -> String {
     let mut url = url::Url::parse(&app.url("/authorize")).unwrap();
     url.query_pairs_mut()
@@ -462,31 +453,6 @@ fn field<'a>(body: &'a Value, name: &str) -> &'a str {
 
 // ---------------------------------------------------------------------------------
 // The outbox
-
-/// Soft line breaks (`=` at the end of a line) and `=XX` escapes (RFC 2045 §6.7).
-fn decode_quoted_printable(body: &str) -> String {
-    let joined = body.replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(b) if bytes[i] == b'=' => {
-                out.push(b);
-                i += 3;
-            }
-            _ => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// The tokens of `<issuer>/{page}?token=…` links in mails to `address` now.
 fn mailed_tokens(app: &TestApp, address: &str, page: &str) -> Vec<String> {
@@ -607,7 +573,10 @@ async fn password_grant_sign_ins_are_recorded_with_context_and_without_secrets()
     // Success: the sign-in, then the token.
     let (status, ok_id, tokens) = password_grant(&app, USER, PASSWORD, Some(END_USER_IP)).await;
     assert_eq!(status, 200, "{tokens}");
-    assert_eq!(claims(field(&tokens, "id_token"))["sub"], alice.as_str());
+    assert_eq!(
+        jwt_claims(field(&tokens, "id_token"))["sub"],
+        alice.as_str()
+    );
     let (issued, _) = wait_for(&app, "token.issued", &ok_id).await;
     let trail = wait_until(&app, "login.succeeded", |t| {
         t.with_request_id("login.succeeded", &ok_id).is_some()
@@ -1064,7 +1033,7 @@ async fn logout_is_recorded_with_how_it_happened() {
     let browser = app.new_browser();
     let tokens = code_flow_in(&app, &browser, "openid").await;
     let id_token = field(&tokens, "id_token").to_string();
-    let sid = claims(&id_token)["sid"].clone();
+    let sid = jwt_claims(&id_token)["sid"].clone();
     assert!(sid.is_string(), "no sid in the ID token");
     let response = browser
         .get(app.url("/logout"))
@@ -1090,7 +1059,7 @@ async fn logout_is_recorded_with_how_it_happened() {
     let (status, _, signed_in) = password_grant(&app, USER, PASSWORD, Some(END_USER_IP)).await;
     assert_eq!(status, 200, "{signed_in}");
     let fp_id_token = field(&signed_in, "id_token").to_string();
-    let fp_sid = claims(&fp_id_token)["sid"].clone();
+    let fp_sid = jwt_claims(&fp_id_token)["sid"].clone();
     let response = app
         .new_browser()
         .get(app.url("/logout"))

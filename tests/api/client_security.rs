@@ -547,48 +547,7 @@ async fn ipv6_addresses_count_per_64(backend: &str) {
     );
 }
 
-const MEMORY: &str = "backend = \"memory\"";
-const DATABASE: &str = "backend = \"database\"";
-
-fn redis_backend() -> Option<String> {
-    let url = std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())?;
-    let prefix = format!("oxidp-test-{}", uuid::Uuid::new_v4().simple());
-    Some(format!(
-        "backend = \"redis\"\nredis_url = \"{url}\"\nredis_key_prefix = \"{prefix}\""
-    ))
-}
-
-/// Every limit scenario runs on each backend (Redis where TEST_REDIS_URL is set).
-macro_rules! every_backend {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test]
-            async fn $scenario() {
-                super::$scenario(super::MEMORY).await;
-            })*
-        }
-        mod database {
-            $(#[tokio::test]
-            async fn $scenario() {
-                super::$scenario(super::DATABASE).await;
-            })*
-        }
-        mod redis {
-            $(#[tokio::test]
-            async fn $scenario() {
-                let Some(backend) = super::redis_backend() else {
-                    eprintln!("TEST_REDIS_URL is not set: the Redis variant did not run");
-                    return;
-                };
-                super::$scenario(&backend).await;
-            })*
-        }
-    };
-}
-
-every_backend!(
+crate::helpers::every_backend!(
     failures_count_per_account_whatever_name_is_typed,
     every_password_check_shares_the_account_count,
     a_success_under_one_name_clears_every_name,

@@ -4,21 +4,11 @@
 
 use serde_json::Value;
 
+use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, PASSWORD, REDIRECT, TestApp, USER, flow_options, hidden_input,
     query_param, spawn_app_with, spawn_flow_app,
 };
-
-fn jwt_claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()

@@ -237,9 +237,18 @@ fn is_root() -> bool {
 #[tokio::test]
 async fn a_read_only_key_directory_at_first_start_is_a_clear_error_and_nothing_is_overwritten() {
     const NOBODY: u32 = 65534;
-    let dir = tempfile::tempdir().unwrap();
+    // As root the server runs as `nobody`, who must reach the binary, the config and the
+    // key directory: the checkout (and `$TMPDIR`) may sit in a private directory, so all
+    // of them go into a fresh 0755 directory under /tmp, the binary as a copy.
+    let dir = tempfile::Builder::new()
+        .prefix("oxidp-faults-")
+        .tempdir_in("/tmp")
+        .unwrap();
     let root = dir.path();
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = root.join("oxidp");
+    std::fs::copy(env!("CARGO_BIN_EXE_oxidp"), &binary).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
     let data = root.join("data");
     let keys = root.join("keys");
     std::fs::create_dir(&data).unwrap();
@@ -287,11 +296,12 @@ async fn a_read_only_key_directory_at_first_start_is_a_clear_error_and_nothing_i
     };
     let before = listing(&keys);
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_oxidp"));
+    let mut command = Command::new(&binary);
     command
         .arg("--config")
         .arg(&config)
         .arg("serve")
+        .current_dir(root)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -305,7 +315,18 @@ async fn a_read_only_key_directory_at_first_start_is_a_clear_error_and_nothing_i
         command.uid(NOBODY).gid(NOBODY);
     }
     let out = tokio::task::spawn_blocking(move || {
-        let child = command.spawn().expect("run oxidp");
+        // A fork elsewhere in this process may briefly hold the copy open for writing
+        // (ETXTBSY): try again.
+        let mut tries = 0;
+        let child = loop {
+            match command.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.expect("run oxidp"),
+            }
+        };
         child.wait_with_output().expect("oxidp output")
     })
     .await

@@ -577,3 +577,109 @@ pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
+
+/// Rate-limit backends for `every_backend!`: in memory, in the database.
+pub const MEMORY_BACKEND: &str = "backend = \"memory\"";
+pub const DATABASE_BACKEND: &str = "backend = \"database\"";
+
+/// The `[rate_limit]` settings for the Redis named by `TEST_REDIS_URL`, with a key prefix
+/// of this test's own (parallel tests do not count each other's failures). Unset, the
+/// Redis variant cannot run: under CI (`CI=true`, which sets the URL) that fails the
+/// test; elsewhere the test says so on stderr and is skipped (`None`).
+pub fn redis_backend() -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let Some(url) = url else {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !ci,
+            "TEST_REDIS_URL is not set under CI: the Redis rate-limit variant must run there"
+        );
+        eprintln!(
+            "SKIPPED: TEST_REDIS_URL is not set, so this Redis variant tested nothing \
+             (set it to a Redis URL, e.g. redis://127.0.0.1:6379, to run it)"
+        );
+        return None;
+    };
+    let prefix = format!("oxidp-test-{}", uuid::Uuid::new_v4().simple());
+    Some(format!(
+        "backend = \"redis\"\nredis_url = \"{url}\"\nredis_key_prefix = \"{prefix}\""
+    ))
+}
+
+/// Every rate-limit scenario `async fn scenario(backend: &str)` of the calling module,
+/// as one test per backend: `memory::scenario`, `database::scenario`, `redis::scenario`
+/// (see `redis_backend` for when that one runs).
+macro_rules! every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario($crate::helpers::MEMORY_BACKEND).await;
+            })*
+        }
+        mod database {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario($crate::helpers::DATABASE_BACKEND).await;
+            })*
+        }
+        mod redis {
+            $(#[tokio::test]
+            async fn $scenario() {
+                let Some(backend) = $crate::helpers::redis_backend() else {
+                    return;
+                };
+                super::$scenario(&backend).await;
+            })*
+        }
+    };
+}
+pub(crate) use every_backend;
+
+/// A JWT's claims, decoded without checking the signature (tests that check it use the
+/// JWKS).
+pub fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// `jwt_claims` as a map, for tests that change claims and sign them again.
+pub fn jwt_claims_map(token: &str) -> serde_json::Map<String, serde_json::Value> {
+    match jwt_claims(token) {
+        serde_json::Value::Object(map) => map,
+        other => panic!("JWT claims are not an object: {other}"),
+    }
+}
+
+/// A quoted-printable mail body decoded: soft line breaks (`=` at the end of a line) and
+/// `=XX` escapes (RFC 2045 §6.7).
+pub fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if bytes[i] == b'='
+            && let Some(b) = escaped
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use reqwest::cookie::{CookieStore, Jar};
 use serde_json::{Map, Value};
 
+use crate::helpers::jwt_claims_map;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, html_decode, query_param,
     spawn_app_with,
@@ -173,17 +174,6 @@ async fn sign_in_as(
 /// Alice signs in to "rp" with scope `openid`.
 async fn sign_in(app: &TestApp, browser: &Browser) -> Tokens {
     sign_in_as(app, browser, CLIENT, "openid", USER, PASSWORD).await
-}
-
-fn jwt_claims(token: &str) -> Map<String, Value> {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// `prompt=none` for "rp" in this browser: whether its session still signs the user in
@@ -576,14 +566,14 @@ async fn a_hint_naming_the_session_ends_it_and_redirects_with_state() {
     let app = spawn().await;
     let browser = Browser::new();
     let tokens = sign_in(&app, &browser).await;
-    let id = jwt_claims(&tokens.id);
+    let id = jwt_claims_map(&tokens.id);
     assert!(id["sid"].is_string(), "no sid in the ID token: {id:?}");
     let cookie = browser
         .cookie(&app, SESSION_COOKIE)
         .expect("session cookie");
     // A second application signed in through the same browser session.
     let other = sign_in_as(&app, &browser, OTHER, "openid", USER, PASSWORD).await;
-    assert_eq!(jwt_claims(&other.id)["sid"], id["sid"]);
+    assert_eq!(jwt_claims_map(&other.id)["sid"], id["sid"]);
     // And tokens from a refresh of the other application's family.
     let (status, body) = refresh(&app, OTHER, &other.refresh).await;
     assert_eq!(status, 200, "{body}");
@@ -593,7 +583,7 @@ async fn a_hint_naming_the_session_ends_it_and_redirects_with_state() {
         access: body["access_token"].as_str().unwrap().to_string(),
         refresh: body["refresh_token"].as_str().unwrap().to_string(),
     };
-    assert_eq!(jwt_claims(&rotated.id)["sid"], id["sid"]);
+    assert_eq!(jwt_claims_map(&rotated.id)["sid"], id["sid"]);
     assert_intact(&app, &browser, &tokens, "before logout").await;
     assert!(
         cookie_alive(&app, &cookie).await,
@@ -680,8 +670,8 @@ async fn an_offline_access_refresh_token_outlives_logout() {
     )
     .await;
     assert_eq!(
-        jwt_claims(&offline.id)["sid"],
-        jwt_claims(&online.id)["sid"]
+        jwt_claims_map(&offline.id)["sid"],
+        jwt_claims_map(&online.id)["sid"]
     );
     let cookie = browser.cookie(&app, SESSION_COOKIE).unwrap();
 
@@ -983,7 +973,7 @@ async fn a_forged_or_foreign_hint_is_refused_and_ends_nothing() {
     let browser = Browser::new();
     let tokens = sign_in(&app, &browser).await;
     let (kid, typ) = header_of(&tokens.id);
-    let claims = jwt_claims(&tokens.id);
+    let claims = jwt_claims_map(&tokens.id);
 
     // Signature bytes changed: flip the significant bits of the last base64url
     // character, and separately one character in the middle.
@@ -1088,7 +1078,7 @@ async fn an_expired_id_token_is_still_a_good_hint() {
     let tokens = sign_in(&app, &browser).await;
     let cookie = browser.cookie(&app, SESSION_COOKIE).unwrap();
     let (kid, typ) = header_of(&tokens.id);
-    let mut claims = jwt_claims(&tokens.id);
+    let mut claims = jwt_claims_map(&tokens.id);
     let now = now();
     claims.insert("iat".into(), (now - 7200).into());
     claims.insert("exp".into(), (now - 3600).into());
@@ -1152,7 +1142,10 @@ async fn a_hint_for_another_session_asks_first() {
     assert_signed_out_page(response, "old session").await;
     assert_ended(&app, &old_alice, &old_cookie, &old, "old session").await;
     let renewed = sign_in(&app, &old_alice).await;
-    assert_ne!(jwt_claims(&renewed.id)["sid"], jwt_claims(&old.id)["sid"]);
+    assert_ne!(
+        jwt_claims_map(&renewed.id)["sid"],
+        jwt_claims_map(&old.id)["sid"]
+    );
     let response = logout_get(&app, &old_alice.http, &[("id_token_hint", &old.id)]).await;
     assert_confirmation(response, "an ended session's hint").await;
     assert_intact(&app, &old_alice, &renewed, "a previous session's hint").await;
@@ -1434,9 +1427,9 @@ async fn a_password_grant_session_ends_by_its_hint_from_a_browser_without_cookie
     };
     let tokens = grant("openid profile").await;
     let second = grant("openid").await;
-    let sid = jwt_claims(&tokens.id)["sid"].clone();
+    let sid = jwt_claims_map(&tokens.id)["sid"].clone();
     assert!(sid.is_string(), "no sid in the password grant's ID token");
-    assert_ne!(jwt_claims(&second.id)["sid"], sid);
+    assert_ne!(jwt_claims_map(&second.id)["sid"], sid);
     // Alice is also signed in through the pages in a browser: a separate session.
     let browser = Browser::new();
     let pages = sign_in(&app, &browser).await;

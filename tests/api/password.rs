@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, USER, flow_options, spawn_app_with,
 };
@@ -27,17 +28,6 @@ grant_types = ["client_credentials"]
 "#
     ));
     options
-}
-
-fn claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 async fn grant(
@@ -72,7 +62,7 @@ async fn a_first_party_client_signs_a_user_in_with_the_password_grant() {
             .as_str()
             .is_some_and(|t| t.len() == 43)
     );
-    let id = claims(body["id_token"].as_str().unwrap());
+    let id = jwt_claims(body["id_token"].as_str().unwrap());
     assert_eq!(id["aud"], FP);
     assert_eq!(id["amr"], serde_json::json!(["pwd"]));
     assert_eq!(id["preferred_username"], USER);

@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 use crate::helpers::{
-    CLIENT_SECRET, Options, PASSWORD, USER, flow_options, hidden_input, spawn_app_with,
+    CLIENT_SECRET, DATABASE_BACKEND, Options, PASSWORD, USER, flow_options, hidden_input,
+    spawn_app_with,
 };
 
 const FP: &str = "frontend";
@@ -311,50 +312,7 @@ async fn requests_per_ip_on_account_endpoints(backend: &str) {
     );
 }
 
-const MEMORY: &str = "backend = \"memory\"";
-const DATABASE: &str = "backend = \"database\"";
-
-/// Every scenario runs against both backends.
-macro_rules! both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test]
-            async fn $scenario() {
-                super::$scenario(super::MEMORY).await;
-            })*
-        }
-        mod database {
-            $(#[tokio::test]
-            async fn $scenario() {
-                super::$scenario(super::DATABASE).await;
-            })*
-        }
-        /// Runs where TEST_REDIS_URL names a Redis server (CI sets it); each test gets
-        /// its own key prefix, so parallel tests do not count each other's failures.
-        mod redis {
-            $(#[tokio::test]
-            async fn $scenario() {
-                let Some(backend) = super::redis_backend() else {
-                    eprintln!("TEST_REDIS_URL is not set: the Redis variant did not run");
-                    return;
-                };
-                super::$scenario(&backend).await;
-            })*
-        }
-    };
-}
-
-fn redis_backend() -> Option<String> {
-    let url = std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())?;
-    let prefix = format!("oxidp-test-{}", uuid::Uuid::new_v4().simple());
-    Some(format!(
-        "backend = \"redis\"\nredis_url = \"{url}\"\nredis_key_prefix = \"{prefix}\""
-    ))
-}
-
-both_backends!(
+crate::helpers::every_backend!(
     five_failures_per_user_then_429_even_with_the_right_password,
     a_success_resets_the_username_count,
     failures_per_asserted_end_user_ip_from_the_first_party_client,
@@ -367,7 +325,7 @@ both_backends!(
 /// block the username on another.
 #[tokio::test]
 async fn database_limits_are_shared_by_two_processes() {
-    let app = spawn_app_with(options(DATABASE)).await;
+    let app = spawn_app_with(options(DATABASE_BACKEND)).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -13,6 +13,7 @@ use openidconnect::{
 use serde_json::Value;
 use tokio::task::JoinSet;
 
+use crate::helpers::jwt_claims;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PUBLIC_CLIENT, REDIRECT, TestApp, USER, flow_options,
     query_param, spawn_app_with, spawn_flow_app,
@@ -33,17 +34,6 @@ fn rp_http() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-}
-
-fn jwt_claims(token: &str) -> Value {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// Drives the browser through login and consent for `client_id` with scope

@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use reqwest::cookie::{CookieStore, Jar};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use crate::helpers::jwt_claims_map;
 use crate::helpers::{
     CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, hidden_input, query_param,
     spawn_app_with,
@@ -176,7 +177,7 @@ impl Tokens {
                 .unwrap_or_else(|| panic!("no {name} in {body}"))
                 .to_string()
         };
-        let sid = jwt_claims(&field("id_token"))["sid"]
+        let sid = jwt_claims_map(&field("id_token"))["sid"]
             .as_str()
             .expect("sid in the ID token")
             .to_string();
@@ -187,17 +188,6 @@ impl Tokens {
             sid,
         }
     }
-}
-
-fn jwt_claims(token: &str) -> Map<String, Value> {
-    use base64::Engine;
-    let part = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(part)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// POSTs `form` to `path` (/token, /introspect) as `client`, with extra headers.
