@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::helpers::jwt_claims;
 use crate::helpers::{
-    CLIENT, CLIENT_SECRET, PASSWORD, REDIRECT, TestApp, USER, flow_options, hidden_input,
-    query_param, spawn_app_with, spawn_flow_app,
+    CLIENT, PASSWORD, REDIRECT, TestApp, USER, flow_options, hidden_input, query_param,
+    spawn_app_with, spawn_flow_app,
 };
 
 fn encode(s: &str) -> String {
@@ -25,24 +25,8 @@ fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_string()
 }
 
-async fn exchange_as(app: &TestApp, client: &str, back: &url::Url) -> Value {
-    let code = query_param(back, "code").unwrap_or_else(|| panic!("no code in {back}"));
-    let response = app
-        .token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-            ],
-            Some((client, CLIENT_SECRET)),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
-
 async fn exchange(app: &TestApp, back: &url::Url) -> Value {
-    exchange_as(app, CLIENT, back).await
+    app.exchange_code(CLIENT, back).await
 }
 
 const PRIVATE_CLAIMS: &str = r#"{"id_token":{"email":null,"roles":null,"preferred_username":null},"userinfo":{"email":null,"roles":null}}"#;
@@ -142,7 +126,7 @@ async fn first_party_clients_still_skip_consent_for_claims() {
     let response = app.http.get(&url).send().await.unwrap();
     assert!(location(&response).starts_with("/login?req="));
     let back = app.authorize(&url).await;
-    let tokens = exchange_as(&app, "first", &back).await;
+    let tokens = app.exchange_code("first", &back).await;
     let id = jwt_claims(tokens["id_token"].as_str().unwrap());
     assert_eq!(id["email"], "alice@example.com", "{id}");
 }

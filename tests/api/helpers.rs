@@ -557,6 +557,24 @@ impl TestApp {
         self.authorize_as(url, USER, PASSWORD, "allow").await
     }
 
+    /// Exchanges the code in `back` (the redirect to the client) for `client`, whose
+    /// secret is `CLIENT_SECRET`; asserts 200 and returns the token response.
+    pub async fn exchange_code(&self, client: &str, back: &url::Url) -> serde_json::Value {
+        let code = query_param(back, "code").unwrap_or_else(|| panic!("no code in {back}"));
+        let response = self
+            .token(
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT),
+                ],
+                Some((client, CLIENT_SECRET)),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
     /// POSTs a form to /token with optional Basic credentials.
     pub async fn token(
         &self,

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use crate::helpers::jwt_claims;
 use crate::helpers::{
-    CLIENT, CLIENT_SECRET, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, hidden_input,
-    html_decode, query_param, spawn_app_with, spawn_flow_app,
+    CLIENT, Options, PASSWORD, REDIRECT, TestApp, USER, flow_options, hidden_input, html_decode,
+    query_param, spawn_app_with, spawn_flow_app,
 };
 
 fn auth_url(app: &TestApp, extra: &str) -> String {
@@ -16,19 +16,7 @@ fn auth_url(app: &TestApp, extra: &str) -> String {
 }
 
 async fn exchange(app: &TestApp, back: &url::Url) -> Value {
-    let code = query_param(back, "code").unwrap_or_else(|| panic!("no code in {back}"));
-    let response = app
-        .token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-            ],
-            Some((CLIENT, CLIENT_SECRET)),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    app.exchange_code(CLIENT, back).await
 }
 
 fn location(response: &reqwest::Response) -> String {
