@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::audit::profile_updated;
 use super::client_auth::{TokenFailure, authenticate_client, no_store};
-use super::error::Unavailable;
+use super::error::{Cause, Chain, Unavailable};
 use super::userinfo::bearer_error;
 use crate::accounts::{ProfileEdit, Registration, SelfService, SelfServiceError};
 use crate::audit::Event;
@@ -58,16 +58,15 @@ enum ApiError {
     Client(TokenFailure),
     /// A bearer problem, already shaped per RFC 6750 §3.
     Bearer(Box<Response>),
-    Internal(Box<Response>),
+    /// Storage or another service failed; logged with its causes when rendered.
+    Internal(Cause),
 }
 
 /// A re-typed password refused before it was checked.
 fn reauth_error(e: ReauthError) -> ApiError {
     match e {
         ReauthError::Limited(wait) => ApiError::Limited(wait),
-        ReauthError::Internal(e) => {
-            ApiError::Internal(Box::new(Unavailable::log(&e).into_response()))
-        }
+        ReauthError::Internal(e) => ApiError::Internal(e),
     }
 }
 
@@ -144,7 +143,8 @@ impl IntoResponse for ApiError {
                 json!({"error": "registration_disabled", "error_description": "Sign-up is turned off on this server."}),
             ),
             Self::Client(failure) => failure.into_response(),
-            Self::Bearer(response) | Self::Internal(response) => *response,
+            Self::Bearer(response) => *response,
+            Self::Internal(cause) => Unavailable::log(&Chain(cause.as_ref())).into_response(),
         }
     }
 }
@@ -210,9 +210,7 @@ async fn limit_requests(state: &AppState, ip: IpAddr) -> Result<(), ApiError> {
             Ok(())
         }
         Ok(Err(wait)) => Err(ApiError::Limited(wait)),
-        Err(e) => Err(ApiError::Internal(Box::new(
-            Unavailable::log(&e).into_response(),
-        ))),
+        Err(e) => Err(ApiError::Internal(e.into())),
     }
 }
 
@@ -334,18 +332,14 @@ async fn bearer_token_caller(
         Ok(Ok(claims)) => claims,
         Ok(Err(why)) => return Err(bearer(StatusCode::UNAUTHORIZED, Some("invalid_token"), why)),
         Err(e) => {
-            return Err(ApiError::Internal(Box::new(
-                Unavailable::log(&e).into_response(),
-            )));
+            return Err(ApiError::Internal(e.into()));
         }
     };
     let str_claim = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default();
     let first_party = match state.clients.get(str_claim("client_id")).await {
         Ok(client) => client.is_some_and(|c| c.first_party),
         Err(e) => {
-            return Err(ApiError::Internal(Box::new(
-                Unavailable::log(&e).into_response(),
-            )));
+            return Err(ApiError::Internal(e.into()));
         }
     };
     let has_profile = str_claim("scope").split(' ').any(|s| s == "profile");
@@ -381,9 +375,7 @@ async fn bearer_token_caller(
             third_party_scopes,
         }),
         Ok(_) => Err(SelfServiceError::NoAccount.into()),
-        Err(e) => Err(ApiError::Internal(Box::new(
-            Unavailable::log(&e).into_response(),
-        ))),
+        Err(e) => Err(ApiError::Internal(e.into())),
     }
 }
 
@@ -618,8 +610,8 @@ async fn verify_email(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-fn internal(e: &dyn std::fmt::Display) -> ApiError {
-    ApiError::Internal(Box::new(Unavailable::log(e).into_response()))
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+    ApiError::Internal(Box::new(e))
 }
 
 /// `GET /api/v1/account/sessions`: the user's live sessions (first-party token: the
@@ -630,7 +622,7 @@ async fn list_sessions(State(state): State<AppState>, headers: HeaderMap) -> Api
         .store
         .list_sessions(&user.id, unix_now())
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(internal)?;
     let items: Vec<Value> = sessions
         .iter()
         .map(|s| {
@@ -664,7 +656,7 @@ async fn end_one_session(
         .store
         .list_sessions(&user.id, now)
         .await
-        .map_err(|e| internal(&e))?
+        .map_err(internal)?
         .iter()
         .any(|s| s.sid == id);
     if !owned {
@@ -673,11 +665,7 @@ async fn end_one_session(
             json!({"error": "not_found", "error_description": "No such session."}),
         ));
     }
-    state
-        .sessions
-        .end(&id, now)
-        .await
-        .map_err(|e| internal(&e))?;
+    state.sessions.end(&id, now).await.map_err(internal)?;
     state.audit(
         &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
         Event::success("logout")
@@ -701,7 +689,7 @@ async fn end_all_sessions(
         .sessions
         .end_all(&user.id, now)
         .await
-        .map_err(|e| internal(&e))?;
+        .map_err(internal)?;
     state.audit(
         &state.audit_context(state.client_ip(peer.ip(), &headers), &headers),
         Event::success("logout")

@@ -46,23 +46,8 @@ impl From<crate::grants::GrantError> for TokenFailure {
             GrantError::Protocol(error) => error.into(),
             GrantError::Limited(wait) => Self::Limited(wait),
             GrantError::Busy => Self::Busy,
-            GrantError::Internal(cause) => internal(&Chain(cause.as_ref())),
+            GrantError::Internal(cause) => internal(&super::error::Chain(cause.as_ref())),
         }
-    }
-}
-
-/// An error with its causes, for the one log line an internal error gets.
-struct Chain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }
 

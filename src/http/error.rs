@@ -10,6 +10,24 @@ use serde_json::json;
 #[derive(Debug)]
 pub struct Unavailable;
 
+/// The cause of an internal error, kept until the error is rendered and logged.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// An error with its chain of causes, for the one log line an internal error gets.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 impl Unavailable {
     /// Logs the cause and returns the opaque error.
     pub fn log(cause: &dyn std::fmt::Display) -> Self {
