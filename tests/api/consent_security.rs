@@ -25,6 +25,12 @@ fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_string()
 }
 
+/// GETs an authorization URL that must answer the client at once; the redirect back.
+async fn redirect_back(app: &TestApp, url: impl reqwest::IntoUrl) -> url::Url {
+    let response = app.http.get(url).send().await.unwrap();
+    url::Url::parse(&location(&response)).unwrap()
+}
+
 async fn exchange(app: &TestApp, back: &url::Url) -> Value {
     app.exchange_code(CLIENT, back).await
 }
@@ -45,18 +51,16 @@ async fn claims_asked_for_by_name_are_released_only_after_consent_to_them() {
 
     // A silent request naming private claims: consent_required, no code.
     let claims = encode(PRIVATE_CLAIMS);
-    let response = app
-        .http
-        .get(auth_url(
+    let back = redirect_back(
+        &app,
+        auth_url(
             &app,
             CLIENT,
             "openid",
             &format!("&prompt=none&claims={claims}"),
-        ))
-        .send()
-        .await
-        .unwrap();
-    let back = url::Url::parse(&location(&response)).unwrap();
+        ),
+    )
+    .await;
     assert_eq!(
         query_param(&back, "error").as_deref(),
         Some("consent_required"),
@@ -103,18 +107,16 @@ async fn claims_asked_for_by_name_are_released_only_after_consent_to_them() {
     assert_eq!(info["email"], "alice@example.com", "{info}");
 
     // Remembered: the same silent request now gets a code.
-    let response = app
-        .http
-        .get(auth_url(
+    let back = redirect_back(
+        &app,
+        auth_url(
             &app,
             CLIENT,
             "openid",
             &format!("&prompt=none&claims={claims}"),
-        ))
-        .send()
-        .await
-        .unwrap();
-    let back = url::Url::parse(&location(&response)).unwrap();
+        ),
+    )
+    .await;
     assert!(query_param(&back, "code").is_some(), "{back}");
 }
 
@@ -318,18 +320,16 @@ async fn an_access_token_is_no_id_token_hint() {
     )
     .await;
     let access = tokens["access_token"].as_str().unwrap();
-    let response = app
-        .http
-        .get(auth_url(
+    let back = redirect_back(
+        &app,
+        auth_url(
             &app,
             CLIENT,
             "openid",
             &format!("&prompt=none&id_token_hint={access}"),
-        ))
-        .send()
-        .await
-        .unwrap();
-    let back = url::Url::parse(&location(&response)).unwrap();
+        ),
+    )
+    .await;
     assert!(query_param(&back, "code").is_none(), "{back}");
     assert_eq!(
         query_param(&back, "error").as_deref(),
@@ -338,17 +338,15 @@ async fn an_access_token_is_no_id_token_hint() {
     );
     // The ID token of the same response is a good hint.
     let id = tokens["id_token"].as_str().unwrap();
-    let response = app
-        .http
-        .get(auth_url(
+    let back = redirect_back(
+        &app,
+        auth_url(
             &app,
             CLIENT,
             "openid",
             &format!("&prompt=none&id_token_hint={id}"),
-        ))
-        .send()
-        .await
-        .unwrap();
-    let back = url::Url::parse(&location(&response)).unwrap();
+        ),
+    )
+    .await;
     assert!(query_param(&back, "code").is_some(), "{back}");
 }
