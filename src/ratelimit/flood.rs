@@ -11,7 +11,7 @@
 //! tests); behind a proxy on the same host, list it in `server.trusted_proxies` so the
 //! end user's address, not the proxy's, is the key.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,22 +45,8 @@ impl KeyExtractor for ClientKey {
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
-        Ok(bucket(end_user(peer, forwarded, &self.trusted)))
-    }
-}
-
-/// IPv4 (also when mapped into IPv6) as it is; IPv6 by its /64.
-fn bucket(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::V6(Ipv6Addr::from(octets))
-            }
-        },
+        // Keyed like the failure counters: IPv6 by its /64, mapped IPv4 as IPv4.
+        Ok(super::ip_bucket(end_user(peer, forwarded, &self.trusted)))
     }
 }
 
@@ -155,6 +141,7 @@ impl Flood {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ratelimit::ip_bucket as bucket;
 
     #[test]
     fn ipv6_is_keyed_per_64_and_mapped_ipv4_as_ipv4() {
